@@ -1,0 +1,141 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { z } from 'zod';
+import { configSchema, isStdioServer } from './schema.js';
+import type { RawConfig, ServerConfig } from './schema.js';
+
+export interface Grant {
+  id: string;
+  owner: string;
+  /** SHA-256 of the bearer token; undefined only for the implicit loopback grant. */
+  tokenSha256?: Buffer;
+}
+
+export interface ServerEntry {
+  name: string;
+  config: ServerConfig;
+  /** Absolute working directory for stdio servers. */
+  cwd?: string;
+  /** Absolute path of the policy for every grant, if any. */
+  policyFile?: string;
+  /** Absolute path of a grant's own policy. */
+  grantPolicyFiles: Map<string, string>;
+}
+
+export interface GatewayConfig {
+  file: string;
+  raw: RawConfig;
+  servers: ServerEntry[];
+  grants: Grant[];
+  /** True when no grants are configured: loopback-only, every client is the `local` grant. */
+  anonymous: boolean;
+  redisUrl?: string;
+  auditJsonl?: string;
+}
+
+export interface ConfigIssue {
+  path: string;
+  message: string;
+}
+
+export class ConfigError extends Error {
+  readonly code = 'countersign.config.invalid';
+  constructor(
+    readonly file: string,
+    readonly issues: ConfigIssue[],
+  ) {
+    super(`invalid config ${file}:\n${issues.map((i) => `  ${file}: ${i.path || '(root)'}: ${i.message}`).join('\n')}`);
+  }
+}
+
+export const LOCAL_GRANT: Grant = { id: 'local', owner: 'local' };
+
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
+
+export function isLoopbackHost(host: string): boolean {
+  return LOOPBACK_HOSTS.has(host) || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+function pointer(issuePath: readonly PropertyKey[]): string {
+  return issuePath.map((p) => `/${String(p).replace(/~/g, '~0').replace(/\//g, '~1')}`).join('');
+}
+
+function zodIssues(error: z.ZodError): ConfigIssue[] {
+  return error.issues.map((issue) => ({ path: pointer(issue.path), message: issue.message }));
+}
+
+/** Parses and validates a config document. Relative paths resolve against the config file's folder. */
+export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(file, [{ path: '', message: `not valid JSON: ${(error as Error).message}` }]);
+  }
+  const parsed = configSchema.safeParse(json);
+  if (!parsed.success) throw new ConfigError(file, zodIssues(parsed.error));
+  const raw = parsed.data;
+  const base = path.dirname(path.resolve(file));
+  const issues: ConfigIssue[] = [];
+
+  const grants: Grant[] = raw.grants.map((g, index) => {
+    let tokenSha256: Buffer | undefined;
+    if (g.token_sha256) tokenSha256 = Buffer.from(g.token_sha256, 'hex');
+    if (g.token_env) {
+      const token = env[g.token_env];
+      if (!token) issues.push({ path: `/grants/${index}/token_env`, message: `environment variable ${g.token_env} is not set` });
+      else tokenSha256 = createHash('sha256').update(token).digest();
+    }
+    return { id: g.id, owner: g.owner, tokenSha256 };
+  });
+  const ids = new Set<string>();
+  raw.grants.forEach((g, index) => {
+    if (ids.has(g.id)) issues.push({ path: `/grants/${index}/id`, message: `grant id "${g.id}" is used twice` });
+    ids.add(g.id);
+  });
+  if (grants.length === 0 && !isLoopbackHost(raw.listen.host)) {
+    issues.push({
+      path: '/listen/host',
+      message: `refusing to listen on non-loopback address ${raw.listen.host} without grants: add "grants" with bearer tokens`,
+    });
+  }
+
+  const servers: ServerEntry[] = Object.entries(raw.servers).map(([name, config]) => {
+    const grantPolicyFiles = new Map<string, string>();
+    for (const [grantId, policy] of Object.entries(config.grant_policies ?? {})) {
+      if (!ids.has(grantId) && !(grants.length === 0 && grantId === LOCAL_GRANT.id)) {
+        issues.push({ path: `/servers/${name}/grant_policies/${grantId}`, message: `no grant with id "${grantId}"` });
+      }
+      grantPolicyFiles.set(grantId, path.resolve(base, policy));
+    }
+    return {
+      name,
+      config,
+      cwd: isStdioServer(config) ? path.resolve(base, config.cwd ?? '.') : undefined,
+      policyFile: config.policy ? path.resolve(base, config.policy) : undefined,
+      grantPolicyFiles,
+    };
+  });
+  if (issues.length) throw new ConfigError(file, issues);
+
+  return {
+    file,
+    raw,
+    servers,
+    grants: grants.length ? grants : [LOCAL_GRANT],
+    anonymous: grants.length === 0,
+    redisUrl: env.REDIS_URL || raw.redis.url,
+    auditJsonl: raw.audit.jsonl ? path.resolve(base, raw.audit.jsonl) : undefined,
+  };
+}
+
+export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<GatewayConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(file, [{ path: '', message: `cannot read: ${(error as Error).message}` }]);
+  }
+  return parseConfig(text, file, env);
+}

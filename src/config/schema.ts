@@ -1,0 +1,116 @@
+import { z } from 'zod';
+
+/** Server names become tool prefixes (`<server>__<tool>`), so they may not contain `__`. */
+const serverName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/, 'a name of letters, digits, "_" and "-" (at most 63 characters)')
+  .refine((name) => !name.includes('__'), 'a name without "__" (it separates server and tool in aggregated names)');
+
+const common = {
+  /** Policy document for every grant on this server, unless `grant_policies` names one for the grant. */
+  policy: z.string().min(1).optional(),
+  grant_policies: z.record(z.string().min(1), z.string().min(1)).optional(),
+  /** Longest an upstream request may run (reset by progress notifications). */
+  timeout_ms: z.number().int().positive().max(86_400_000).default(300_000),
+  description: z.string().optional(),
+};
+
+const stdioServer = z
+  .object({
+    command: z.string().min(1),
+    args: z.array(z.string()).default([]),
+    env: z.record(z.string(), z.string()).default({}),
+    /** Relative to the config file's folder; defaults to that folder. */
+    cwd: z.string().optional(),
+    ...common,
+  })
+  .strict();
+
+const remoteServer = z
+  .object({
+    url: z.url({ protocol: /^https?$/ }),
+    headers: z.record(z.string(), z.string()).default({}),
+    /** `auto` tries Streamable HTTP and falls back to SSE. */
+    transport: z.enum(['auto', 'streamable-http', 'sse']).default('auto'),
+    ...common,
+  })
+  .strict();
+
+const grant = z
+  .object({
+    id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$/, 'an id of letters, digits, "_", ".", "@" and "-"'),
+    owner: z.string().min(1),
+    /** Hex SHA-256 of the bearer token (`printf %s "$TOKEN" | sha256sum`). */
+    token_sha256: z
+      .string()
+      .regex(/^[0-9a-f]{64}$/i, '64 hex characters (the SHA-256 of the token)')
+      .optional(),
+    /** Name of an environment variable that holds the token. */
+    token_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name').optional(),
+  })
+  .strict()
+  .refine((g) => (g.token_sha256 === undefined) !== (g.token_env === undefined), {
+    message: 'exactly one of token_sha256 or token_env',
+  });
+
+export const configSchema = z
+  .object({
+    $schema: z.string().optional(),
+    listen: z
+      .object({
+        host: z.string().min(1).default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(8080),
+      })
+      .strict()
+      .default({ host: '127.0.0.1', port: 8080 }),
+    redis: z
+      .object({
+        /** Overridden by REDIS_URL. With neither, `serve` starts a private redis-server. */
+        url: z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL').optional(),
+        /** Prefix of every key the gateway writes, so several deployments can share a Redis. */
+        prefix: z.string().min(1).max(64).default('cs:'),
+      })
+      .strict()
+      .default({ prefix: 'cs:' }),
+    servers: z
+      .record(serverName, z.union([stdioServer, remoteServer]))
+      .refine((servers) => Object.keys(servers).length > 0, 'at least one upstream server'),
+    grants: z.array(grant).default([]),
+    audit: z
+      .object({
+        /** Store the call arguments in the trail. Off by default: only their hash and shape are kept. */
+        keep_arguments: z.boolean().default(false),
+        /** Also append every event to this JSON Lines file (relative to the config file). */
+        jsonl: z.string().min(1).optional(),
+      })
+      .strict()
+      .default({ keep_arguments: false }),
+    http: z
+      .object({
+        max_body_bytes: z.number().int().positive().max(64 * 1024 * 1024).default(1024 * 1024),
+        /** Host header values accepted besides the loopback names and the listen address. */
+        allowed_hosts: z.array(z.string().min(1)).default([]),
+        /** Origin header values accepted (browsers send one); loopback origins are always accepted. */
+        allowed_origins: z.array(z.string().min(1)).default([]),
+        session_idle_timeout_ms: z.number().int().positive().default(30 * 60_000),
+      })
+      .strict()
+      .default({ max_body_bytes: 1024 * 1024, allowed_hosts: [], allowed_origins: [], session_idle_timeout_ms: 30 * 60_000 }),
+    /** Largest tool-call `arguments` object, as JSON bytes. */
+    max_argument_bytes: z.number().int().positive().default(256 * 1024),
+    /** How long SIGTERM waits for calls in flight before closing. */
+    shutdown_grace_ms: z.number().int().min(0).default(10_000),
+    /** Where the private Redis keeps its files; relative to the working directory. */
+    data_dir: z.string().min(1).default('.countersign'),
+  })
+  .strict();
+
+export type RawConfig = z.infer<typeof configSchema>;
+export type StdioServerConfig = z.infer<typeof stdioServer>;
+export type RemoteServerConfig = z.infer<typeof remoteServer>;
+export type ServerConfig = StdioServerConfig | RemoteServerConfig;
+export type GrantConfig = z.infer<typeof grant>;
+
+export function isStdioServer(server: ServerConfig): server is StdioServerConfig {
+  return 'command' in server;
+}
