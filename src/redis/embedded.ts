@@ -82,7 +82,7 @@ function processAlive(pid: number): boolean {
  * When `reuse` is set and a server started earlier for the same `dir` still answers, it is reused
  * (a gateway killed with -9 leaves its Redis running; starting a second one on the same files would corrupt them).
  */
-export async function startEmbeddedRedis(options: { dir: string; reuse: boolean }): Promise<EmbeddedRedis> {
+export async function startEmbeddedRedis(options: { dir: string; reuse: boolean; port?: number }): Promise<EmbeddedRedis> {
   const binary = await findOnPath('redis-server');
   if (!binary) throw new RedisNotInstalledError();
   const dir = path.resolve(options.dir);
@@ -103,7 +103,7 @@ export async function startEmbeddedRedis(options: { dir: string; reuse: boolean 
     }
   }
 
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const child = spawn(
     binary,
     [

@@ -1,0 +1,53 @@
+import { z } from 'zod';
+
+/** A rate-limit counter as touched by the call (mirrors limits' CounterUse). */
+export const auditCounterSchema = z.object({
+  counter: z.string(),
+  scope: z.enum(['grant', 'session', 'global']),
+  key: z.string(),
+  count: z.number().int(),
+  max: z.number(),
+});
+
+/**
+ * One audit event. A call writes a `decision` event before anything happens upstream and, when it was
+ * forwarded, a `result` event after; both share `callId`.
+ *
+ * Arguments: `argsSha256` is always present (hex SHA-256 of their RFC 8785 canonical JSON, the same hash
+ * approvals bind to). The arguments themselves (`args`) are kept only when the operator opted in; otherwise
+ * `argsRedacted` keeps their shape (keys, array lengths, booleans, nulls) with every string and number
+ * replaced by "[redacted]" — enough to see what kind of call it was, never a value.
+ *
+ * Unknown keys are accepted (not stripped) so a trail written by a newer version still verifies.
+ */
+export const auditEventSchema = z.object({
+  id: z.ulid(),
+  time: z.iso.datetime({ offset: true }),
+  type: z.enum(['decision', 'result']),
+  callId: z.ulid(),
+  grant: z.string(),
+  owner: z.string(),
+  session: z.string().nullable(),
+  server: z.string(),
+  tool: z.string(),
+  argsSha256: z.string().regex(/^[0-9a-f]{64}$/, 'a hex SHA-256'),
+  args: z.unknown().optional(),
+  argsRedacted: z.unknown().optional(),
+  decision: z.enum(['allow', 'deny']),
+  /** Why: 'allowed', or a deny reason code such as 'default_deny', 'rate_limited', 'store_unavailable'. */
+  reason: z.string().nullable(),
+  /** The policy rule that matched, as "file#pointer". */
+  rule: z.string().nullable(),
+  message: z.string().nullable(),
+  counters: z.array(auditCounterSchema),
+  /** Result events only. */
+  outcome: z.enum(['ok', 'tool_error', 'upstream_error', 'interrupted']).optional(),
+  /** Result events only: time spent upstream. */
+  durationMs: z.number().nonnegative().optional(),
+  error: z.string().optional(),
+});
+
+export type AuditEvent = z.infer<typeof auditEventSchema>;
+export type AuditCounter = z.infer<typeof auditCounterSchema>;
+export type AuditEventType = AuditEvent['type'];
+export type AuditOutcome = NonNullable<AuditEvent['outcome']>;

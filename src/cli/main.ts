@@ -1,0 +1,83 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { createLogger } from '../log/logger.js';
+import { auditQuery, auditVerify } from './audit.js';
+import type { AuditQueryOptions } from './audit.js';
+import { policyCheck, policyExplain } from './policy.js';
+import { DEFAULT_CONFIG } from './runtime.js';
+import { serve } from './serve.js';
+import { stdio } from './stdio.js';
+
+const print = (text: string): void => {
+  process.stdout.write(`${text}\n`);
+};
+
+/** Runs a command; known errors print their message (no stack) and exit 1. */
+function run(work: () => Promise<number | void>): () => Promise<void> {
+  return async () => {
+    try {
+      const code = await work();
+      if (typeof code === 'number') process.exitCode = code;
+    } catch (error) {
+      process.stderr.write(`countersign: ${(error as Error).message}\n`);
+      process.exitCode = 1;
+    }
+  };
+}
+
+const program = new Command('countersign')
+  .description('An MCP gateway with a human in the loop: policy, rate limits and a verifiable audit trail for every tool call.')
+  .showHelpAfterError();
+
+program
+  .command('serve')
+  .description('run the gateway over Streamable HTTP (/mcp and /mcp/<server>)')
+  .option('-c, --config <file>', 'gateway config (JSON)', DEFAULT_CONFIG)
+  .action((opts: { config: string }) => run(() => serve(opts.config, createLogger()))());
+
+program
+  .command('stdio')
+  .description('serve one MCP client over stdin/stdout, as one grant')
+  .option('-c, --config <file>', 'gateway config (JSON)', DEFAULT_CONFIG)
+  .option('-g, --grant <id>', 'the grant this client acts as (required when the config defines grants)')
+  .action((opts: { config: string; grant?: string }) => run(() => stdio(opts.config, opts.grant, createLogger()))());
+
+const policy = program.command('policy').description('check and explain policy documents');
+policy
+  .command('check')
+  .description('validate policy files; prints every problem with its file and JSON path')
+  .argument('<files...>')
+  .action((files: string[]) => run(() => policyCheck(files, print))());
+policy
+  .command('explain')
+  .description('show the decision for one call, from the same decide() the gateway runs')
+  .requiredOption('-p, --policy <file>', 'policy file')
+  .requiredOption('-t, --tool <name>', 'tool name (as the upstream server names it)')
+  .option('-a, --args <json>', 'the call arguments as a JSON object', '{}')
+  .option('-g, --grant <id>', 'grant id', 'explain')
+  .option('-o, --owner <owner>', 'grant owner', 'explain')
+  .action((opts: { policy: string; tool: string; args: string; grant: string; owner: string }) =>
+    run(() => policyExplain(opts, print))(),
+  );
+
+const audit = program.command('audit').description('query and verify the audit trail');
+audit
+  .command('query')
+  .description('list audit events, oldest first')
+  .option('-c, --config <file>', 'gateway config (JSON)', DEFAULT_CONFIG)
+  .option('--since <when>', 'ISO time or duration back from now (15m, 2h, 7d)')
+  .option('--grant <id>', 'only this grant')
+  .option('--tool <name>', 'only this tool')
+  .option('--decision <allow|deny>', 'only this decision')
+  .option('--limit <n>', 'at most n events')
+  .option('--json', 'one JSON event per line')
+  .action((opts: { config: string } & AuditQueryOptions) =>
+    run(() => auditQuery(opts.config, opts, createLogger('warn'), print))(),
+  );
+audit
+  .command('verify')
+  .description('check the hash chain; exits 1 naming the first altered, removed or reordered event')
+  .option('-c, --config <file>', 'gateway config (JSON)', DEFAULT_CONFIG)
+  .action((opts: { config: string }) => run(() => auditVerify(opts.config, createLogger('warn'), print))());
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,37 @@
+import { loadConfig } from '../config/load.js';
+import { startGateway } from '../gateway/gateway.js';
+import type { Logger } from '../log/logger.js';
+import { resolveRedis } from './runtime.js';
+
+/** `countersign serve`: the HTTP gateway, until SIGTERM/SIGINT, then a graceful drain. */
+export async function serve(configFile: string, logger: Logger): Promise<void> {
+  const config = await loadConfig(configFile);
+  const redis = await resolveRedis(config, logger);
+  const gateway = await startGateway({ config, redisUrl: redis.url, logger });
+  const servers = config.servers.map((s) => s.name);
+  logger.info(
+    {
+      config: configFile,
+      endpoints: [`${gateway.url}/mcp`, ...servers.map((s) => `${gateway.url}/mcp/${s}`)],
+      grants: config.anonymous ? ['local (no grants configured: loopback only, no token needed)'] : config.grants.map((g) => g.id),
+    },
+    `Countersign listening on ${gateway.url}`,
+  );
+  process.stderr.write(`Countersign gateway: ${gateway.url}/mcp  (health: ${gateway.url}/healthz)\n`);
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string): void => {
+      logger.info({ signal, grace_ms: config.raw.shutdown_grace_ms }, 'shutting down: draining calls in flight');
+      void gateway
+        .close()
+        .then(async () => {
+          // A private Redis this process started goes down with it (its append-only file keeps the data).
+          if (redis.embedded && !redis.embedded.reused) await redis.embedded.stop();
+        })
+        .finally(resolve);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  logger.flush();
+}

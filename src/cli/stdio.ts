@@ -1,0 +1,51 @@
+import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
+import { InitializeRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import { randomUUID } from 'node:crypto';
+import { loadConfig } from '../config/load.js';
+import { createServices } from '../gateway/gateway.js';
+import { HeldTransport } from '../gateway/held-transport.js';
+import { GatewaySession } from '../gateway/session.js';
+import type { Logger } from '../log/logger.js';
+import { resolveRedis } from './runtime.js';
+
+/** `countersign stdio`: one client over stdin/stdout, as the given grant, through every configured server. */
+export async function stdio(configFile: string, grantId: string | undefined, logger: Logger): Promise<void> {
+  const config = await loadConfig(configFile);
+  const grant = config.grants.find((g) => g.id === (grantId ?? (config.anonymous ? 'local' : undefined)));
+  if (!grant) {
+    throw new Error(
+      grantId
+        ? `no grant "${grantId}" in ${configFile} (grants: ${config.grants.map((g) => g.id).join(', ')})`
+        : `--grant is required: ${configFile} defines grants (${config.grants.map((g) => g.id).join(', ')})`,
+    );
+  }
+  const redis = await resolveRedis(config, logger);
+  const { services, redis: client } = await createServices({ config, redisUrl: redis.url, logger });
+  const transport = new HeldTransport(new StdioServerTransport());
+  const first = await transport.firstMessage();
+  const init = InitializeRequestSchema.safeParse(first);
+  if (!init.success) throw new Error('the first message on stdin must be an MCP initialize request');
+  const session = await GatewaySession.open(services, {
+    caller: { grant, sessionId: `stdio-${randomUUID()}` },
+    servers: config.servers,
+    clientInfo: init.data.params.clientInfo,
+    clientCapabilities: init.data.params.capabilities,
+  });
+  await new Promise<void>((resolve) => {
+    let done = false;
+    const finish = async (): Promise<void> => {
+      if (done) return;
+      done = true;
+      await services.inflight.drained(config.raw.shutdown_grace_ms);
+      await session.close();
+      await services.audit.close();
+      client.disconnect();
+      resolve();
+    };
+    transport.onclose = () => void finish();
+    process.stdin.once('end', () => void finish());
+    process.once('SIGTERM', () => void finish());
+    process.once('SIGINT', () => void finish());
+    void session.server.connect(transport);
+  });
+}

@@ -1,0 +1,106 @@
+import type { Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Redis } from 'ioredis';
+import { AuditLog } from '../audit/log.js';
+import type { GatewayConfig } from '../config/load.js';
+import { createHttpApp } from '../http/app.js';
+import { GrantAuthenticator } from '../http/guards.js';
+import { McpHttpEndpoint } from '../http/mcp-endpoint.js';
+import { LimitCounters } from '../limits/counters.js';
+import type { Logger } from '../log/logger.js';
+import { GatewayMetrics } from '../metrics/metrics.js';
+import { createRedis, waitReady } from '../redis/client.js';
+import { InflightCalls } from './inflight.js';
+import { PolicyBook } from './policy-book.js';
+import type { GatewayServices } from './services.js';
+
+export interface GatewayOptions {
+  config: GatewayConfig;
+  redisUrl: string;
+  logger: Logger;
+  now?: () => number;
+}
+
+/** The services of one gateway process, without any listener (shared by `serve` and `stdio`). */
+export async function createServices(options: GatewayOptions): Promise<{ services: GatewayServices; redis: Redis }> {
+  const { config, logger } = options;
+  const policies = await PolicyBook.load(config);
+  const redis = createRedis(options.redisUrl, 'gateway');
+  let lastRedisError = '';
+  redis.on('error', (error: Error) => {
+    if (error.message !== lastRedisError) logger.warn({ err: error.message }, 'redis connection error');
+    lastRedisError = error.message;
+  });
+  redis.on('ready', () => {
+    if (lastRedisError) logger.info('redis connection restored');
+    lastRedisError = '';
+  });
+  try {
+    await waitReady(redis, 5000);
+  } catch {
+    logger.warn('Redis is not reachable yet: every call will be refused until it is (fail closed)');
+  }
+  const prefix = config.raw.redis.prefix;
+  const services: GatewayServices = {
+    config,
+    policies,
+    limits: new LimitCounters(redis, prefix),
+    audit: new AuditLog({ redis, prefix, jsonlPath: config.auditJsonl, logger }),
+    metrics: new GatewayMetrics(),
+    logger,
+    inflight: new InflightCalls(),
+    now: options.now ?? Date.now,
+  };
+  return { services, redis };
+}
+
+export interface RunningGateway {
+  url: string;
+  services: GatewayServices;
+  /** Stops taking sessions, waits for calls in flight up to the grace period, then closes everything. */
+  close(): Promise<void>;
+}
+
+export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
+  const { services, redis } = await createServices(options);
+  const { config } = options;
+  const mcp = new McpHttpEndpoint(services, new GrantAuthenticator(config.grants, config.anonymous));
+  const app = createHttpApp(services, mcp, {
+    check: async () => {
+      const checks: Record<string, string> = {};
+      try {
+        checks.redis = (await redis.ping()) === 'PONG' ? 'ok' : 'unexpected reply';
+      } catch (error) {
+        checks.redis = `unavailable: ${(error as Error).message}`;
+      }
+      return { ready: checks.redis === 'ok', checks };
+    },
+  });
+  const { host, port } = config.raw.listen;
+  const http: HttpServer = await new Promise((resolve, reject) => {
+    const server = app.listen(port, host, () => resolve(server));
+    server.once('error', reject);
+  });
+  const address = http.address() as AddressInfo;
+  const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `http://${shownHost}:${address.port}`;
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      mcp.stopAccepting();
+      const grace = config.raw.shutdown_grace_ms;
+      const drained = await services.inflight.drained(grace);
+      if (!drained) options.logger.warn({ inflight: services.inflight.size }, 'grace period over; closing with calls in flight');
+      await mcp.close();
+      await new Promise<void>((resolve) => {
+        http.close(() => resolve());
+        http.closeAllConnections();
+      });
+      await services.audit.close();
+      redis.disconnect();
+    })();
+    return closing;
+  };
+  return { url, services, close };
+}

@@ -1,0 +1,222 @@
+import { performance } from 'node:perf_hooks';
+import { CallToolResultSchema, ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
+import type { CallToolRequest, CallToolResult, Progress } from '@modelcontextprotocol/sdk/types.js';
+import { ulid } from 'ulid';
+import { hashArguments, redactArguments } from '../audit/args.js';
+import type { AuditEvent } from '../audit/event.js';
+import { LimitStoreUnavailableError } from '../limits/counters.js';
+import type { CounterUse, Reservation } from '../limits/counters.js';
+import { decide } from '../policy/decide.js';
+import { UpstreamUnavailableError } from '../upstream/connection.js';
+import type { UpstreamConnection } from '../upstream/connection.js';
+import { refusal, ruleLabel, unknownTool } from './answers.js';
+import type { RefusalDetail } from './answers.js';
+import type { ToolCatalog } from './catalog.js';
+import type { CallerIdentity, GatewayServices } from './services.js';
+
+/** What the pipeline needs from the downstream request being handled. */
+export interface DownstreamCall {
+  params: CallToolRequest['params'];
+  signal: AbortSignal;
+  /** Relays an upstream progress notification to the client under the client's own token. */
+  sendProgress?: (progress: Progress) => Promise<void>;
+}
+
+type EventBase = Omit<AuditEvent, 'id' | 'time' | 'type' | 'decision' | 'reason' | 'rule' | 'message' | 'counters'>;
+
+/**
+ * The one path every tool call walks:
+ *   route (tool must exist upstream) → resolve policy → decide (pure) → limits (reserve)
+ *   → audit the decision → forward upstream → release counters if it never got there → audit the result.
+ * Refusals are tool results with isError; hidden and unknown tools are answered as unknown.
+ */
+export async function handleToolCall(
+  services: GatewayServices,
+  caller: CallerIdentity,
+  catalog: ToolCatalog,
+  connections: ReadonlyMap<string, UpstreamConnection>,
+  call: DownstreamCall,
+): Promise<CallToolResult> {
+  const started = performance.now();
+  const { config, metrics } = services;
+  const args = call.params.arguments ?? {};
+  const parsedName = catalog.parse(call.params.name);
+  const base: EventBase = {
+    callId: ulid(),
+    grant: caller.grant.id,
+    owner: caller.grant.owner,
+    session: caller.sessionId,
+    server: parsedName?.server ?? '',
+    tool: parsedName?.tool ?? call.params.name,
+    argsSha256: hashArguments(args),
+    ...(config.raw.audit.keep_arguments ? { args } : { argsRedacted: redactArguments(args) }),
+  };
+
+  const refuse = async (detail: RefusalDetail, counters: CounterUse[] = []): Promise<CallToolResult> => {
+    metrics.calls.inc({ server: base.server, decision: 'deny', reason: detail.reason });
+    await writeAudit(services, decisionEvent(services.now(), base, 'deny', detail, counters));
+    metrics.callDuration.observe({ server: base.server, outcome: 'refused' }, (performance.now() - started) / 1000);
+    return refusal(base.server, base.tool, detail);
+  };
+  const refuseAsUnknown = async (reason: string): Promise<never> => {
+    metrics.calls.inc({ server: base.server, decision: 'deny', reason });
+    await writeAudit(services, decisionEvent(services.now(), base, 'deny', { reason, message: `Unknown tool: ${call.params.name}` }, []));
+    throw unknownTool(call.params.name);
+  };
+
+  const argsBytes = Buffer.byteLength(JSON.stringify(args));
+  if (argsBytes > config.raw.max_argument_bytes) {
+    return refuse({
+      reason: 'arguments_too_large',
+      message: `the arguments are ${argsBytes} bytes of JSON; the gateway accepts at most ${config.raw.max_argument_bytes}.`,
+    });
+  }
+
+  let routed;
+  try {
+    routed = await catalog.resolve(call.params.name);
+  } catch (error) {
+    return refuse({ reason: 'upstream_unavailable', message: `could not list the server's tools: ${(error as Error).message}` });
+  }
+  if (!routed) return refuseAsUnknown('unknown_tool');
+  const connection = connections.get(routed.server);
+  if (!connection) return refuseAsUnknown('unknown_tool');
+
+  const policy = services.policies.resolve(routed.server, caller.grant.id);
+  const decision = decide(policy, { tool: routed.tool.name, args }, { grant: caller.grant });
+  if (decision.kind === 'deny') {
+    if (decision.reason === 'hidden') return refuseAsUnknown('hidden');
+    return refuse({ reason: decision.reason, message: decision.message, rule: decision.rule });
+  }
+
+  let reservation: Reservation;
+  try {
+    const reserved = await services.limits.reserve(
+      decision.limits,
+      { server: routed.server, grant: caller.grant.id, session: caller.sessionId },
+      services.now(),
+    );
+    if (!reserved.ok) {
+      const { limit, retryAt, retryAfterSeconds } = reserved;
+      return refuse(
+        {
+          reason: 'rate_limited',
+          message: `rate limit reached: counter "${limit.counter}" allows ${limit.max} calls per ${limit.windowSeconds} s per ${limit.scope}.`,
+          rule: limit.rule,
+          retryAt: retryAt.toISOString(),
+          retryAfterSeconds,
+          counter: { name: limit.counter, scope: limit.scope, max: limit.max, windowSeconds: limit.windowSeconds },
+        },
+        [reserved.counter],
+      );
+    }
+    reservation = reserved;
+  } catch (error) {
+    if (!(error instanceof LimitStoreUnavailableError)) throw error;
+    return refuse({
+      reason: 'store_unavailable',
+      message: 'policy store unavailable (Redis cannot be reached), so no call is allowed; try again shortly.',
+    });
+  }
+
+  // Audit before side effects: no call is forwarded unless its decision is in the trail.
+  const allowed = decisionEvent(services.now(), base, 'allow', { reason: 'allowed', message: decision.message, rule: decision.rule }, reservation.counters);
+  try {
+    await services.audit.append(allowed);
+  } catch (error) {
+    metrics.auditFailures.inc();
+    services.logger.error({ err: (error as Error).message, callId: base.callId }, 'audit write failed; refusing the call');
+    await services.limits.release(reservation).catch(() => undefined);
+    metrics.calls.inc({ server: base.server, decision: 'deny', reason: 'audit_unavailable' });
+    return refusal(base.server, base.tool, {
+      reason: 'audit_unavailable',
+      message: 'the audit trail cannot be written (Redis cannot be reached), so no call is allowed; try again shortly.',
+    });
+  }
+  metrics.calls.inc({ server: base.server, decision: 'allow', reason: 'allowed' });
+
+  return services.inflight.track(async () => {
+    metrics.inflight.inc();
+    const forwardStarted = performance.now();
+    let outcome: NonNullable<AuditEvent['outcome']> = 'ok';
+    let errorText: string | undefined;
+    // Progress is relayed in order, and all of it before the result (the result closes the client's stream).
+    let progressSent: Promise<void> = Promise.resolve();
+    const relay = call.sendProgress;
+    try {
+      const result = await connection.request(
+        { method: 'tools/call', params: { ...call.params, name: routed.tool.name } },
+        CallToolResultSchema,
+        {
+          signal: call.signal,
+          ...(relay
+            ? {
+                onprogress: (p: Progress) => {
+                  progressSent = progressSent.then(() => relay(p)).catch(() => undefined);
+                },
+              }
+            : {}),
+        },
+      );
+      await progressSent;
+      if (result.isError) outcome = 'tool_error';
+      return result as CallToolResult;
+    } catch (error) {
+      outcome = 'upstream_error';
+      errorText = (error as Error).message;
+      if (error instanceof UpstreamUnavailableError) {
+        await services.limits.release(reservation).catch(() => undefined);
+      }
+      if (error instanceof McpError) throw error;
+      throw new McpError(ErrorCode.InternalError, `upstream call failed: ${errorText}`);
+    } finally {
+      metrics.inflight.dec();
+      const durationMs = Math.round((performance.now() - forwardStarted) * 1000) / 1000;
+      await writeAudit(services, {
+        ...base,
+        id: ulid(),
+        time: new Date(services.now()).toISOString(),
+        type: 'result',
+        decision: 'allow',
+        reason: 'allowed',
+        rule: ruleLabel(decision.rule),
+        message: null,
+        counters: reservation.counters,
+        outcome,
+        durationMs,
+        ...(errorText ? { error: errorText } : {}),
+      });
+      metrics.callDuration.observe({ server: base.server, outcome }, (performance.now() - started) / 1000);
+    }
+  });
+}
+
+function decisionEvent(
+  time: number,
+  base: EventBase,
+  decision: 'allow' | 'deny',
+  detail: RefusalDetail,
+  counters: CounterUse[],
+): AuditEvent {
+  return {
+    ...base,
+    id: ulid(),
+    time: new Date(time).toISOString(),
+    type: 'decision',
+    decision,
+    reason: detail.reason,
+    rule: ruleLabel(detail.rule),
+    message: detail.message,
+    counters,
+  };
+}
+
+/** Writes an event whose failure must not change the answer (refusals, results): logged and counted. */
+async function writeAudit(services: GatewayServices, event: AuditEvent): Promise<void> {
+  try {
+    await services.audit.append(event);
+  } catch (error) {
+    services.metrics.auditFailures.inc();
+    services.logger.error({ err: (error as Error).message, callId: event.callId, type: event.type }, 'audit write failed');
+  }
+}

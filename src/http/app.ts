@@ -1,0 +1,35 @@
+import express from 'express';
+import type { Express } from 'express';
+import type { GatewayServices } from '../gateway/services.js';
+import type { McpHttpEndpoint } from './mcp-endpoint.js';
+import { dnsRebindingGuard } from './guards.js';
+
+export interface Readiness {
+  check(): Promise<{ ready: boolean; checks: Record<string, string> }>;
+}
+
+/**
+ * The HTTP surface: MCP endpoints, health, readiness and metrics. No body parser runs globally:
+ * the MCP endpoint reads its own bodies with a size limit (and later the Slack receiver needs raw bodies).
+ */
+export function createHttpApp(services: GatewayServices, mcp: McpHttpEndpoint, readiness: Readiness): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  const { http, listen } = services.config.raw;
+  const guard = dnsRebindingGuard({ listenHost: listen.host, allowedHosts: http.allowed_hosts, allowedOrigins: http.allowed_origins });
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', async (_req, res) => {
+    const { ready, checks } = await readiness.check();
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', checks });
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.setHeader('Content-Type', services.metrics.registry.contentType);
+    res.send(await services.metrics.registry.metrics());
+  });
+  app.all('/mcp', guard, mcp.handle);
+  app.all('/mcp/:server', guard, mcp.handle);
+  return app;
+}

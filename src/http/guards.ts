@@ -1,0 +1,71 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { NextFunction, Request, Response } from 'express';
+import type { Grant } from '../config/load.js';
+import { LOCAL_GRANT } from '../config/load.js';
+
+/** A JSON-RPC error as an HTTP answer (no request id is known at this layer). */
+export function jsonRpcError(res: Response, status: number, code: number, message: string): void {
+  res.status(status).json({ jsonrpc: '2.0', id: null, error: { code, message } });
+}
+
+const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '[::1]'];
+
+function hostName(hostHeader: string): string {
+  if (hostHeader.startsWith('[')) return hostHeader.slice(0, hostHeader.indexOf(']') + 1);
+  const colon = hostHeader.lastIndexOf(':');
+  return colon === -1 ? hostHeader : hostHeader.slice(0, colon);
+}
+
+/**
+ * Refuses requests whose Host or Origin could come from a DNS-rebinding page: the Host must be a
+ * loopback name, the listen address or a configured host; an Origin, when sent, must be a loopback
+ * origin or a configured one. Options are checked here, once, not on the first request.
+ */
+export function dnsRebindingGuard(options: { listenHost: string; allowedHosts: string[]; allowedOrigins: string[] }) {
+  const hosts = new Set([...LOOPBACK_NAMES, options.listenHost, ...options.allowedHosts].map((h) => h.toLowerCase()));
+  const anyHost = options.listenHost === '0.0.0.0' || options.listenHost === '::';
+  const origins = new Set(options.allowedOrigins.map((o) => o.toLowerCase()));
+  return (req: Request, res: Response, next: NextFunction): void => {
+    const host = (req.headers.host ?? '').toLowerCase();
+    const name = hostName(host);
+    if (!host || (!hosts.has(name) && !hosts.has(host) && !(anyHost && options.allowedHosts.length === 0))) {
+      jsonRpcError(res, 403, -32000, `Forbidden: Host "${host}" is not allowed (add it to http.allowed_hosts)`);
+      return;
+    }
+    const origin = req.headers.origin?.toLowerCase();
+    if (origin !== undefined && !origins.has(origin)) {
+      let loopback = false;
+      try {
+        loopback = LOOPBACK_NAMES.includes(new URL(origin).hostname === '::1' ? '[::1]' : new URL(origin).hostname);
+      } catch {
+        loopback = false;
+      }
+      if (!loopback) {
+        jsonRpcError(res, 403, -32000, `Forbidden: Origin "${origin}" is not allowed (add it to http.allowed_origins)`);
+        return;
+      }
+    }
+    next();
+  };
+}
+
+/** Finds the grant a bearer token belongs to, comparing SHA-256 digests in constant time. */
+export class GrantAuthenticator {
+  constructor(
+    private readonly grants: readonly Grant[],
+    private readonly anonymous: boolean,
+  ) {}
+
+  authenticate(authorization: string | undefined): Grant | undefined {
+    if (this.anonymous) return LOCAL_GRANT;
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
+    if (!match?.[1]) return undefined;
+    const digest = createHash('sha256').update(match[1]).digest();
+    let found: Grant | undefined;
+    for (const grant of this.grants) {
+      // Compare against every grant, so timing does not tell which (or whether one) matched early.
+      if (grant.tokenSha256 && timingSafeEqual(digest, grant.tokenSha256) && !found) found = grant;
+    }
+    return found;
+  }
+}

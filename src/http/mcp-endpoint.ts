@@ -1,0 +1,159 @@
+import { randomUUID } from 'node:crypto';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { InitializeRequestSchema, isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
+import type { Request, Response } from 'express';
+import type { ServerEntry } from '../config/load.js';
+import { GatewaySession } from '../gateway/session.js';
+import type { GatewayServices } from '../gateway/services.js';
+import { BodyTooLargeError, readBody } from './body.js';
+import type { GrantAuthenticator } from './guards.js';
+import { jsonRpcError } from './guards.js';
+
+interface HttpSession {
+  session: GatewaySession;
+  transport: StreamableHTTPServerTransport;
+  /** The endpoint it was opened on (`*` for /mcp): a session id only works there. */
+  endpoint: string;
+  lastSeen: number;
+  openRequests: number;
+}
+
+/**
+ * Streamable HTTP endpoints: `/mcp` (every server) and `/mcp/<server>`. Each initialize opens a
+ * GatewaySession bound to the caller's grant; later requests must present the same grant's token.
+ */
+export class McpHttpEndpoint {
+  private readonly sessions = new Map<string, HttpSession>();
+  private readonly reaper: NodeJS.Timeout;
+  private accepting = true;
+
+  constructor(
+    private readonly services: GatewayServices,
+    private readonly auth: GrantAuthenticator,
+  ) {
+    const idle = services.config.raw.http.session_idle_timeout_ms;
+    this.reaper = setInterval(() => void this.reapIdle(idle), Math.min(idle, 60_000));
+    this.reaper.unref();
+  }
+
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  handle = async (req: Request, res: Response): Promise<void> => {
+    const serverParam = req.params.server;
+    const endpoint = typeof serverParam === 'string' ? serverParam : '*';
+    const servers = this.serversFor(endpoint);
+    if (!servers) {
+      jsonRpcError(res, 404, -32000, `No upstream server named "${endpoint}"`);
+      return;
+    }
+    const grant = this.auth.authenticate(req.headers.authorization);
+    if (!grant) {
+      this.services.metrics.authFailures.inc();
+      res.setHeader('WWW-Authenticate', 'Bearer realm="countersign"');
+      jsonRpcError(res, 401, -32001, 'Unauthorized: a valid bearer token (Authorization: Bearer <token>) is required');
+      return;
+    }
+
+    let body: unknown;
+    if (req.method === 'POST') {
+      try {
+        const text = await readBody(req, this.services.config.raw.http.max_body_bytes);
+        body = JSON.parse(text);
+      } catch (error) {
+        if (error instanceof BodyTooLargeError) jsonRpcError(res, 413, -32600, `Invalid Request: ${error.message}`);
+        else jsonRpcError(res, 400, -32700, `Parse error: the body is not valid JSON (${(error as Error).message})`);
+        return;
+      }
+    }
+
+    const sessionId = req.headers['mcp-session-id'];
+    if (typeof sessionId === 'string') {
+      const entry = this.sessions.get(sessionId);
+      if (!entry || entry.endpoint !== endpoint || entry.session.caller.grant.id !== grant.id) {
+        jsonRpcError(res, 404, -32001, 'Session not found');
+        return;
+      }
+      await this.serve(entry, req, res, body);
+      return;
+    }
+
+    if (req.method !== 'POST' || !isInitializeRequest(body)) {
+      jsonRpcError(res, 400, -32000, 'Bad Request: no valid Mcp-Session-Id header; start with an initialize request');
+      return;
+    }
+    if (!this.accepting) {
+      jsonRpcError(res, 503, -32000, 'The gateway is shutting down');
+      return;
+    }
+    const init = InitializeRequestSchema.parse(body);
+    const id = randomUUID();
+    let session: GatewaySession;
+    try {
+      session = await GatewaySession.open(this.services, {
+        caller: { grant, sessionId: id },
+        servers,
+        clientInfo: init.params.clientInfo,
+        clientCapabilities: init.params.capabilities,
+      });
+    } catch (error) {
+      this.services.logger.error({ err: (error as Error).message, endpoint }, 'cannot open session');
+      jsonRpcError(res, 502, -32603, (error as Error).message);
+      return;
+    }
+    const transport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: () => id,
+      onsessionclosed: () => void this.drop(id),
+    });
+    const entry: HttpSession = { session, transport, endpoint, lastSeen: Date.now(), openRequests: 0 };
+    this.sessions.set(id, entry);
+    transport.onclose = () => void this.drop(id);
+    await session.server.connect(transport);
+    this.services.logger.info({ session: id, grant: grant.id, endpoint }, 'session opened');
+    await this.serve(entry, req, res, body);
+  };
+
+  private async serve(entry: HttpSession, req: Request, res: Response, body: unknown): Promise<void> {
+    entry.lastSeen = Date.now();
+    entry.openRequests += 1;
+    res.once('close', () => {
+      entry.openRequests -= 1;
+      entry.lastSeen = Date.now();
+    });
+    await entry.transport.handleRequest(req, res, body);
+  }
+
+  private serversFor(endpoint: string): readonly ServerEntry[] | undefined {
+    const all = this.services.config.servers;
+    if (endpoint === '*') return all;
+    const one = all.find((s) => s.name === endpoint);
+    return one ? [one] : undefined;
+  }
+
+  private async drop(id: string): Promise<void> {
+    const entry = this.sessions.get(id);
+    if (!entry) return;
+    this.sessions.delete(id);
+    this.services.logger.info({ session: id }, 'session closed');
+    await entry.session.close();
+    await entry.transport.close().catch(() => undefined);
+  }
+
+  private async reapIdle(idleMs: number): Promise<void> {
+    const now = Date.now();
+    for (const [id, entry] of this.sessions) {
+      if (entry.openRequests === 0 && now - entry.lastSeen > idleMs) await this.drop(id);
+    }
+  }
+
+  /** Stops opening sessions (shutdown begins). */
+  stopAccepting(): void {
+    this.accepting = false;
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.reaper);
+    await Promise.all([...this.sessions.keys()].map((id) => this.drop(id)));
+  }
+}

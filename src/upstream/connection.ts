@@ -1,0 +1,233 @@
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { RequestOptions } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
+import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
+import type {
+  ClientCapabilities,
+  Implementation,
+  JSONRPCRequest,
+  LoggingLevel,
+  Notification,
+  Result,
+  ServerCapabilities,
+} from '@modelcontextprotocol/sdk/types.js';
+import type { z } from 'zod';
+import type { ServerEntry } from '../config/load.js';
+import { isStdioServer } from '../config/schema.js';
+import type { Logger } from '../log/logger.js';
+
+/** What an upstream server sends that is not a reply: relayed to the downstream client of this session. */
+export interface UpstreamEvents {
+  notification(notification: Notification): Promise<void>;
+  request(request: JSONRPCRequest, signal: AbortSignal): Promise<Result>;
+  /** The upstream restarted and reconnected (its tools may have changed). */
+  reconnected(): void;
+}
+
+/** The call could not be sent: the upstream server is not connected. Nothing reached it. */
+export class UpstreamUnavailableError extends McpError {
+  readonly reachedUpstream = false;
+  constructor(server: string, detail: string) {
+    super(ErrorCode.InternalError, `upstream server "${server}" is unavailable: ${detail}`);
+  }
+}
+
+const BACKOFF_MS = [250, 500, 1000, 2000, 5000, 10_000, 30_000];
+
+/**
+ * One client connection to one upstream MCP server, for one downstream session (so requests the
+ * server sends back, like sampling or elicitation, reach the client whose call caused them).
+ * A stdio server that exits is restarted with backoff; requests in flight fail with a clear error
+ * and are never re-sent.
+ */
+export class UpstreamConnection {
+  private client: Client | undefined;
+  private connected = false;
+  private closing = false;
+  private attempt = 0;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private lastError = 'not connected yet';
+  private logLevel: LoggingLevel | undefined;
+  private readonly subscriptions = new Set<string>();
+
+  constructor(
+    readonly entry: ServerEntry,
+    private readonly clientInfo: Implementation,
+    private readonly clientCapabilities: ClientCapabilities,
+    private readonly events: UpstreamEvents,
+    private readonly logger: Logger,
+  ) {}
+
+  get name(): string {
+    return this.entry.name;
+  }
+
+  get isConnected(): boolean {
+    return this.connected;
+  }
+
+  get capabilities(): ServerCapabilities {
+    return this.client?.getServerCapabilities() ?? {};
+  }
+
+  get serverInfo(): Implementation | undefined {
+    return this.client?.getServerVersion();
+  }
+
+  get instructions(): string | undefined {
+    return this.client?.getInstructions();
+  }
+
+  async connect(): Promise<void> {
+    const config = this.entry.config;
+    if (isStdioServer(config)) {
+      await this.connectWith(() => this.stdioTransport());
+      return;
+    }
+    const url = new URL(config.url);
+    const requestInit = { headers: config.headers };
+    if (config.transport === 'sse') {
+      await this.connectWith(() => new SSEClientTransport(url, { requestInit }));
+      return;
+    }
+    try {
+      await this.connectWith(() => new StreamableHTTPClientTransport(url, { requestInit }));
+    } catch (error) {
+      if (config.transport === 'streamable-http') throw error;
+      this.logger.info({ server: this.name, err: (error as Error).message }, 'Streamable HTTP failed; trying SSE');
+      await this.connectWith(() => new SSEClientTransport(url, { requestInit }));
+    }
+  }
+
+  private stdioTransport(): StdioClientTransport {
+    const config = this.entry.config;
+    if (!isStdioServer(config)) throw new Error('not a stdio server');
+    const transport = new StdioClientTransport({
+      command: config.command,
+      args: config.args,
+      env: { ...inheritedEnv(), ...config.env },
+      cwd: this.entry.cwd,
+      stderr: 'pipe',
+    });
+    transport.stderr?.on('data', (chunk: Buffer) => {
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (line.trim()) this.logger.debug({ server: this.name, stderr: line }, 'upstream stderr');
+      }
+    });
+    return transport;
+  }
+
+  private async connectWith(makeTransport: () => Transport): Promise<void> {
+    const client = new Client(this.clientInfo, { capabilities: this.clientCapabilities });
+    client.fallbackNotificationHandler = (notification) => this.events.notification(notification);
+    client.fallbackRequestHandler = (request, extra) => this.events.request(request, extra.signal);
+    const transport = makeTransport();
+    client.onclose = () => this.onClosed(client);
+    client.onerror = (error) => this.logger.debug({ server: this.name, err: error.message }, 'upstream transport error');
+    await client.connect(transport, { timeout: 30_000 });
+    this.client = client;
+    this.connected = true;
+    this.attempt = 0;
+  }
+
+  private onClosed(client: Client): void {
+    if (client !== this.client) return;
+    this.connected = false;
+    if (this.closing) return;
+    this.lastError = 'the server exited or closed the connection';
+    this.logger.warn({ server: this.name }, 'upstream server disconnected; reconnecting with backoff');
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    const delay = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)] ?? 30_000;
+    this.attempt += 1;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      void this.reconnect();
+    }, delay);
+    this.reconnectTimer.unref();
+  }
+
+  private async reconnect(): Promise<void> {
+    if (this.closing) return;
+    try {
+      await this.connect();
+      if (this.logLevel && this.capabilities.logging) {
+        await this.client?.setLoggingLevel(this.logLevel).catch(() => undefined);
+      }
+      for (const uri of this.subscriptions) {
+        await this.client?.subscribeResource({ uri }).catch(() => undefined);
+      }
+      this.logger.info({ server: this.name }, 'upstream server reconnected');
+      this.events.reconnected();
+    } catch (error) {
+      this.lastError = (error as Error).message;
+      this.logger.warn({ server: this.name, err: this.lastError }, 'upstream reconnect failed');
+      if (!this.closing) this.scheduleReconnect();
+    }
+  }
+
+  /**
+   * Sends a request upstream. Throws UpstreamUnavailableError (nothing was sent) when not connected;
+   * a connection lost mid-request surfaces as an McpError saying the call was interrupted.
+   */
+  async request<S extends z.ZodType>(
+    request: { method: string; params?: Record<string, unknown> },
+    schema: S,
+    options: RequestOptions = {},
+  ): Promise<z.infer<S>> {
+    const client = this.client;
+    if (!client || !this.connected) throw new UpstreamUnavailableError(this.name, this.lastError);
+    try {
+      return (await client.request(request, schema, {
+        timeout: this.entry.config.timeout_ms,
+        resetTimeoutOnProgress: true,
+        ...options,
+      })) as z.infer<S>;
+    } catch (error) {
+      if (error instanceof McpError && error.code === ErrorCode.ConnectionClosed) {
+        throw new McpError(
+          ErrorCode.InternalError,
+          `upstream server "${this.name}" closed the connection while "${request.method}" was in flight; the request was not retried`,
+        );
+      }
+      throw error;
+    }
+  }
+
+  async notify(notification: Notification): Promise<void> {
+    if (!this.client || !this.connected) return;
+    await this.client.notification(notification);
+  }
+
+  rememberLogLevel(level: LoggingLevel): void {
+    this.logLevel = level;
+  }
+
+  rememberSubscription(uri: string, subscribed: boolean): void {
+    if (subscribed) this.subscriptions.add(uri);
+    else this.subscriptions.delete(uri);
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.connected = false;
+    await this.client?.close().catch(() => undefined);
+  }
+}
+
+/** The few variables a child needs to run (never the gateway's secrets). */
+function inheritedEnv(): Record<string, string> {
+  const names = ['HOME', 'LOGNAME', 'PATH', 'SHELL', 'TERM', 'USER', 'LANG', 'TMPDIR'];
+  const env: Record<string, string> = {};
+  for (const name of names) {
+    const value = process.env[name];
+    if (value !== undefined) env[name] = value;
+  }
+  return env;
+}

@@ -1,0 +1,170 @@
+import { createHash } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
+import { connectClient, startTestGateway, toyServer } from './support/gateway.js';
+import type { TestGateway } from './support/gateway.js';
+import { parseConfig } from '../src/config/load.js';
+
+const sha = (token: string): string => createHash('sha256').update(token).digest('hex');
+const POLICY = { version: '1', default: 'allow' };
+const initialize = {
+  jsonrpc: '2.0',
+  id: 1,
+  method: 'initialize',
+  params: { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+};
+
+async function post(url: string, body: string, headers: Record<string, string> = {}): Promise<Response> {
+  return fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers },
+    body,
+  });
+}
+
+describe('HTTP endpoint security', () => {
+  let gateway: TestGateway;
+  beforeAll(async () => {
+    gateway = await startTestGateway({
+      policies: { 'p.json': POLICY },
+      config: {
+        servers: { toy: toyServer('p.json') },
+        grants: [
+          { id: 'a', owner: 'alice', token_sha256: sha('token-a') },
+          { id: 'b', owner: 'bob', token_env: 'B_TOKEN' },
+        ],
+        http: { max_body_bytes: 4096 },
+      },
+      env: { B_TOKEN: 'token-b' },
+    });
+  });
+  afterAll(async () => {
+    await gateway?.stop();
+  });
+
+  it('refuses a missing or wrong bearer token with 401 and a JSON-RPC error', async () => {
+    const attempts: Record<string, string>[] = [{}, { authorization: 'Bearer nope' }, { authorization: 'Basic dG9rZW4tYQ==' }];
+    for (const headers of attempts) {
+      const res = await post(`${gateway.url}/mcp`, JSON.stringify(initialize), headers);
+      expect(res.status).toBe(401);
+      expect(res.headers.get('www-authenticate')).toContain('Bearer');
+      expect(((await res.json()) as { error: { message: string } }).error.message).toContain('bearer token');
+    }
+    expect(gateway.services.metrics.authFailures).toBeDefined();
+  });
+
+  it('accepts tokens given by hash and by environment variable', async () => {
+    const a = await connectClient(`${gateway.url}/mcp`, { token: 'token-a' });
+    const b = await connectClient(`${gateway.url}/mcp`, { token: 'token-b' });
+    expect((await a.listTools()).tools.length).toBeGreaterThan(0);
+    expect((await b.listTools()).tools.length).toBeGreaterThan(0);
+    await a.close();
+    await b.close();
+  });
+
+  it('answers malformed JSON with a parse error and a non-initialize first request with 400', async () => {
+    const auth = { authorization: 'Bearer token-a' };
+    const bad = await post(`${gateway.url}/mcp`, '{"jsonrpc": "2.0", "method": ', auth);
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { code: number } }).error.code).toBe(-32700);
+    const notInit = await post(`${gateway.url}/mcp`, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }), auth);
+    expect(notInit.status).toBe(400);
+  });
+
+  it('refuses an oversized body with 413 before parsing it', async () => {
+    const huge = JSON.stringify({ ...initialize, params: { ...initialize.params, padding: 'x'.repeat(10_000) } });
+    const res = await post(`${gateway.url}/mcp`, huge, { authorization: 'Bearer token-a' });
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as { error: { message: string } }).error.message).toContain('4096 bytes');
+  });
+
+  it('refuses foreign Host and Origin headers (DNS rebinding)', async () => {
+    const auth = { authorization: 'Bearer token-a' };
+    const origin = await post(`${gateway.url}/mcp`, JSON.stringify(initialize), { ...auth, origin: 'https://evil.example' });
+    expect(origin.status).toBe(403);
+    const port = new URL(gateway.url).port;
+    const { request } = await import('node:http');
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(
+        { host: '127.0.0.1', port, path: '/mcp', method: 'POST', headers: { host: `evil.example:${port}`, ...auth, 'content-type': 'application/json' } },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
+      req.on('error', reject);
+      req.end(JSON.stringify(initialize));
+    });
+    expect(status).toBe(403);
+    const local = await post(`${gateway.url}/mcp`, JSON.stringify(initialize), { ...auth, origin: `http://localhost:${port}` });
+    expect(local.status).toBe(200);
+  });
+
+  it('binds a session to the grant that opened it', async () => {
+    const init = await post(`${gateway.url}/mcp`, JSON.stringify(initialize), { authorization: 'Bearer token-a' });
+    const sessionId = init.headers.get('mcp-session-id') ?? '';
+    expect(sessionId).not.toBe('');
+    await init.text();
+    const hijack = await post(`${gateway.url}/mcp`, JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }), {
+      authorization: 'Bearer token-b',
+      'mcp-session-id': sessionId,
+      'mcp-protocol-version': LATEST_PROTOCOL_VERSION,
+    });
+    expect(hijack.status).toBe(404);
+    const unknown = await post(`${gateway.url}/mcp`, JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }), {
+      authorization: 'Bearer token-a',
+      'mcp-session-id': 'no-such-session',
+    });
+    expect(unknown.status).toBe(404);
+  });
+
+  it('answers an unknown server endpoint with 404', async () => {
+    const res = await post(`${gateway.url}/mcp/nope`, JSON.stringify(initialize), { authorization: 'Bearer token-a' });
+    expect(res.status).toBe(404);
+  });
+
+  it('serves health, readiness and metrics', async () => {
+    expect((await fetch(`${gateway.url}/healthz`)).status).toBe(200);
+    const ready = await fetch(`${gateway.url}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({ status: 'ready', checks: { redis: 'ok' } });
+    const metrics = await (await fetch(`${gateway.url}/metrics`)).text();
+    expect(metrics).toContain('countersign_auth_failures_total');
+    expect(metrics).toMatch(/countersign_auth_failures_total \d+/);
+  });
+});
+
+describe('config validation', () => {
+  it('refuses a non-loopback listen address without grants', () => {
+    expect(() =>
+      parseConfig(JSON.stringify({ listen: { host: '0.0.0.0', port: 1 }, servers: { s: { command: 'x' } } }), 'c.json', {}),
+    ).toThrow(/c\.json: \/listen\/host: refusing to listen on non-loopback address 0\.0\.0\.0 without grants/);
+  });
+
+  it('names the path and what was expected for every problem', () => {
+    let message = '';
+    try {
+      parseConfig(
+        JSON.stringify({
+          servers: { 'bad__name': { command: 'x' }, ok: { url: 'ftp://x' } },
+          grants: [{ id: 'g', owner: 'o' }],
+          listen: { port: 'eighty' },
+        }),
+        'c.json',
+        {},
+      );
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toContain('c.json: /listen/port');
+    expect(message).toContain('/servers/bad__name');
+    expect(message).toContain('/grants/0');
+    expect(message).toContain('exactly one of token_sha256 or token_env');
+  });
+
+  it('reports a token_env that is not set', () => {
+    expect(() =>
+      parseConfig(JSON.stringify({ servers: { s: { command: 'x' } }, grants: [{ id: 'g', owner: 'o', token_env: 'NOPE' }] }), 'c.json', {}),
+    ).toThrow(/\/grants\/0\/token_env: environment variable NOPE is not set/);
+  });
+});
