@@ -48,7 +48,8 @@ describe('redactArguments', () => {
       note: null,
     });
     const text = JSON.stringify(redacted);
-    for (const secret of ['hunter2', '4711', 'sk-live', 'AKIA', '31337', 'ghp_']) expect(text).not.toContain(secret);
+    for (const secret of ['hunter2', '4711', 'sk-live', 'AKIA', '31337', 'ghp_'])
+      expect(text).not.toContain(secret);
   });
 
   it('redacts scalars at the top level and very deep nesting wholesale', () => {

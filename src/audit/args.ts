@@ -9,9 +9,12 @@ const MAX_REDACT_DEPTH = 32;
 export class ArgumentsNotCanonicalError extends Error {
   readonly code = 'countersign.audit.arguments_not_canonical';
   constructor(cause: unknown) {
-    super(`the arguments cannot be written as canonical JSON (RFC 8785): ${(cause as Error)?.message ?? String(cause)}`, {
-      cause,
-    });
+    super(
+      `the arguments cannot be written as canonical JSON (RFC 8785): ${(cause as Error)?.message ?? String(cause)}`,
+      {
+        cause,
+      },
+    );
   }
 }
 

@@ -25,7 +25,9 @@ const event: AuditEvent = {
 
 describe('eventHash', () => {
   it('is SHA-256 of prev, a newline and the canonical event', () => {
-    const expected = createHash('sha256').update(`${GENESIS}\n${canonicalEvent(event)}`).digest('hex');
+    const expected = createHash('sha256')
+      .update(`${GENESIS}\n${canonicalEvent(event)}`)
+      .digest('hex');
     expect(GENESIS).toBe('0'.repeat(64));
     expect(eventHash(GENESIS, event)).toBe(expected);
   });
@@ -49,7 +51,14 @@ describe('eventHash', () => {
 });
 
 describe('formatEvents', () => {
-  const result: AuditEvent = { ...event, type: 'result', decision: 'allow', reason: 'allowed', outcome: 'tool_error', durationMs: 12 };
+  const result: AuditEvent = {
+    ...event,
+    type: 'result',
+    decision: 'allow',
+    reason: 'allowed',
+    outcome: 'tool_error',
+    durationMs: 12,
+  };
 
   it('prints an aligned table with reason or outcome', () => {
     const lines = formatEvents([event, result], false).split('\n');

@@ -20,5 +20,7 @@ export class AuditError extends Error {
 /** Redis could not be reached, or the command failed: the event is not (known to be) in the trail. */
 export function auditUnavailable(cause: unknown): AuditError {
   const reason = cause instanceof Error ? cause.message : String(cause);
-  return new AuditError('countersign.audit.unavailable', `audit trail unavailable (Redis): ${reason}`, { cause });
+  return new AuditError('countersign.audit.unavailable', `audit trail unavailable (Redis): ${reason}`, {
+    cause,
+  });
 }

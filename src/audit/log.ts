@@ -97,18 +97,27 @@ export class AuditLog {
    * 'countersign.audit.unavailable' when Redis cannot be reached (callers fail closed).
    */
   append(event: AuditEvent): Promise<void> {
-    if (this.closed) return Promise.reject(new AuditError('countersign.audit.closed', 'the audit log is closed'));
+    if (this.closed)
+      return Promise.reject(new AuditError('countersign.audit.closed', 'the audit log is closed'));
     const checked = auditEventSchema.safeParse(event);
     if (!checked.success) {
-      const issues = checked.error.issues.map((issue) => `${issue.path.join('.') || '(event)'}: ${issue.message}`);
-      return Promise.reject(new AuditError('countersign.audit.invalid_event', `invalid audit event: ${issues.join('; ')}`));
+      const issues = checked.error.issues.map(
+        (issue) => `${issue.path.join('.') || '(event)'}: ${issue.message}`,
+      );
+      return Promise.reject(
+        new AuditError('countersign.audit.invalid_event', `invalid audit event: ${issues.join('; ')}`),
+      );
     }
     let json: string;
     try {
       json = encodeEvent(event);
     } catch (error) {
       return Promise.reject(
-        new AuditError('countersign.audit.invalid_event', `invalid audit event: ${(error as Error).message}`, { cause: error }),
+        new AuditError(
+          'countersign.audit.invalid_event',
+          `invalid audit event: ${(error as Error).message}`,
+          { cause: error },
+        ),
       );
     }
     return new Promise<void>((resolve, reject) => {
@@ -124,9 +133,20 @@ export class AuditLog {
     await this.mirrorWrites;
   }
 
+  /** Writes queued appends until none are left; at most one flush runs at a time. */
   private async flush(): Promise<void> {
+    // Yield once, so appends made in the same tick join the first batch (and `flushing` is set before
+    // the finally below can clear it).
+    await Promise.resolve();
     try {
-      while (this.queue.length > 0) await this.writeBatch(this.queue.splice(0, MAX_BATCH));
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, MAX_BATCH);
+        try {
+          await this.writeBatch(batch);
+        } catch (error) {
+          batch.forEach((item) => item.reject(auditUnavailable(error)));
+        }
+      }
     } finally {
       this.flushing = null;
     }
@@ -158,12 +178,19 @@ export class AuditLog {
         return;
       }
       if (code !== APPEND_HEAD_MOVED) {
-        return fail(new AuditError('countersign.audit.chain_broken', appendFailureMessage(code, detail, this.keys)));
+        return fail(
+          new AuditError('countersign.audit.chain_broken', appendFailureMessage(code, detail, this.keys)),
+        );
       }
       expected = detail;
       this.head = detail;
     }
-    fail(new AuditError('countersign.audit.contended', appendFailureMessage(APPEND_HEAD_MOVED, expected, this.keys)));
+    fail(
+      new AuditError(
+        'countersign.audit.contended',
+        appendFailureMessage(APPEND_HEAD_MOVED, expected, this.keys),
+      ),
+    );
   }
 
   /** Appends the written batch to the JSONL file, in write order, without holding up the next Redis write. */
@@ -171,7 +198,10 @@ export class AuditLog {
     const file = this.jsonlPath;
     if (!file) return;
     const lines = batch
-      .map((item, i) => `{"event":${item.json},"hash":"${hashes[i]}","prev":"${i === 0 ? prev : hashes[i - 1]}"}\n`)
+      .map(
+        (item, i) =>
+          `{"event":${item.json},"hash":"${hashes[i]}","prev":"${i === 0 ? prev : hashes[i - 1]}"}\n`,
+      )
       .join('');
     this.mirrorWrites = this.mirrorWrites.then(async () => {
       try {
@@ -231,7 +261,10 @@ export class AuditLog {
     } catch {
       // reported below
     }
-    this.logger.error({ streamId: id, stream: this.keys.stream }, 'audit entry is not a valid event; skipped');
+    this.logger.error(
+      { streamId: id, stream: this.keys.stream },
+      'audit entry is not a valid event; skipped',
+    );
     return null;
   }
 }

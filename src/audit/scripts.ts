@@ -45,7 +45,11 @@ export const APPEND_HEAD_MOVED = -1;
 export const APPEND_HEAD_MISSING = -2;
 
 /** Turns a negative code of the append script into a sentence for the operator. */
-export function appendFailureMessage(code: number, detail: string, keys: { stream: string; head: string }): string {
+export function appendFailureMessage(
+  code: number,
+  detail: string,
+  keys: { stream: string; head: string },
+): string {
   switch (code) {
     case APPEND_HEAD_MOVED:
       return `another process kept appending to ${keys.stream} (head now ${detail}); gave up after repeated retries`;

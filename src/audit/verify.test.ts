@@ -42,7 +42,10 @@ describe('AuditLog.verify', () => {
 
   async function entries(): Promise<Entry[]> {
     const raw = await redis.xrange(stream, '-', '+');
-    return raw.map(([id, flat]) => ({ id, fields: { e: flat[1] ?? '', h: flat[3] ?? '', p: flat[5] ?? '' } }));
+    return raw.map(([id, flat]) => ({
+      id,
+      fields: { e: flat[1] ?? '', h: flat[3] ?? '', p: flat[5] ?? '' },
+    }));
   }
 
   /** What an attacker with Redis access can do: rebuild the stream with chosen ids and contents, then RENAME it. */
@@ -74,11 +77,19 @@ describe('AuditLog.verify', () => {
 
   it('accepts an intact trail and returns its head', async () => {
     expect(await log.verify()).toEqual({ ok: true, count: 10, head: await redis.get(`${prefix}audit:head`) });
-    expect(await new AuditLog({ redis, prefix: `${prefix}empty:` }).verify()).toEqual({ ok: true, count: 0, head: '0'.repeat(64) });
+    expect(await new AuditLog({ redis, prefix: `${prefix}empty:` }).verify()).toEqual({
+      ok: true,
+      count: 0,
+      head: '0'.repeat(64),
+    });
   });
 
   it('catches an edited event, by index and stream id', async () => {
-    await rewrite((list) => list.map((entry, i) => (i === 4 ? { ...entry, fields: { ...entry.fields, e: editTool(entry, 'forged') } } : entry)));
+    await rewrite((list) =>
+      list.map((entry, i) =>
+        i === 4 ? { ...entry, fields: { ...entry.fields, e: editTool(entry, 'forged') } } : entry,
+      ),
+    );
     expect(await log.verify()).toEqual({
       ok: false,
       count: 4,
@@ -88,9 +99,19 @@ describe('AuditLog.verify', () => {
 
   it('catches an edited event that is not canonical JSON', async () => {
     await rewrite((list) =>
-      list.map((entry, i) => (i === 2 ? { ...entry, fields: { ...entry.fields, e: JSON.stringify(JSON.parse(entry.fields.e ?? ''), null, 1) } } : entry)),
+      list.map((entry, i) =>
+        i === 2
+          ? {
+              ...entry,
+              fields: { ...entry.fields, e: JSON.stringify(JSON.parse(entry.fields.e ?? ''), null, 1) },
+            }
+          : entry,
+      ),
     );
-    expect(await log.verify()).toMatchObject({ ok: false, firstBad: { index: 2, problem: expect.stringContaining('canonical') } });
+    expect(await log.verify()).toMatchObject({
+      ok: false,
+      firstBad: { index: 2, problem: expect.stringContaining('canonical') },
+    });
   });
 
   it('catches an edited event whose hash was recomputed, at the entry after it', async () => {
@@ -101,15 +122,32 @@ describe('AuditLog.verify', () => {
         return { ...entry, fields: { ...entry.fields, e, h: linkHash(entry.fields.p ?? '', e) } };
       }),
     );
-    expect(await log.verify()).toMatchObject({ ok: false, count: 5, firstBad: { streamId: ids[5], index: 5 } });
+    expect(await log.verify()).toMatchObject({
+      ok: false,
+      count: 5,
+      firstBad: { streamId: ids[5], index: 5 },
+    });
   });
 
   it('catches an event deleted and re-added, modified, at a later id', async () => {
     const [entry] = (await entries()).slice(4, 5);
     await redis.xdel(stream, ids[4] as string);
     const e = editTool(entry as Entry, 'forged');
-    await redis.xadd(stream, `${Date.now() + 60_000}-0`, 'e', e, 'h', linkHash(entry?.fields.h ?? '', e), 'p', entry?.fields.h ?? '');
-    expect(await log.verify()).toMatchObject({ ok: false, count: 4, firstBad: { streamId: ids[5], index: 4 } });
+    await redis.xadd(
+      stream,
+      `${Date.now() + 60_000}-0`,
+      'e',
+      e,
+      'h',
+      linkHash(entry?.fields.h ?? '', e),
+      'p',
+      entry?.fields.h ?? '',
+    );
+    expect(await log.verify()).toMatchObject({
+      ok: false,
+      count: 4,
+      firstBad: { streamId: ids[5], index: 4 },
+    });
   });
 
   it('catches a removed event', async () => {
@@ -123,15 +161,25 @@ describe('AuditLog.verify', () => {
 
   it('catches a removed first event', async () => {
     await redis.xdel(stream, ids[0] as string);
-    expect(await log.verify()).toMatchObject({ ok: false, count: 0, firstBad: { streamId: ids[1], index: 0, problem: expect.stringContaining('genesis') } });
+    expect(await log.verify()).toMatchObject({
+      ok: false,
+      count: 0,
+      firstBad: { streamId: ids[1], index: 0, problem: expect.stringContaining('genesis') },
+    });
   });
 
   it('catches a reordered pair', async () => {
     await rewrite((list) => {
       const [six, seven] = [list[6] as Entry, list[7] as Entry];
-      return list.map((entry, i) => (i === 6 ? { ...entry, fields: seven.fields } : i === 7 ? { ...entry, fields: six.fields } : entry));
+      return list.map((entry, i) =>
+        i === 6 ? { ...entry, fields: seven.fields } : i === 7 ? { ...entry, fields: six.fields } : entry,
+      );
     });
-    expect(await log.verify()).toMatchObject({ ok: false, count: 6, firstBad: { streamId: ids[6], index: 6 } });
+    expect(await log.verify()).toMatchObject({
+      ok: false,
+      count: 6,
+      firstBad: { streamId: ids[6], index: 6 },
+    });
   });
 
   it('catches a truncated tail', async () => {
@@ -145,12 +193,23 @@ describe('AuditLog.verify', () => {
 
   it('catches a changed head, a deleted head and a deleted stream', async () => {
     await redis.set(`${prefix}audit:head`, 'f'.repeat(64));
-    expect(await log.verify()).toMatchObject({ ok: false, count: 10, firstBad: { index: 10, problem: expect.stringContaining('head') } });
+    expect(await log.verify()).toMatchObject({
+      ok: false,
+      count: 10,
+      firstBad: { index: 10, problem: expect.stringContaining('head') },
+    });
     await redis.del(`${prefix}audit:head`);
-    expect(await log.verify()).toMatchObject({ ok: false, firstBad: { problem: expect.stringContaining('missing') } });
+    expect(await log.verify()).toMatchObject({
+      ok: false,
+      firstBad: { problem: expect.stringContaining('missing') },
+    });
     await redis.set(`${prefix}audit:head`, 'f'.repeat(64));
     await redis.del(stream);
-    expect(await log.verify()).toMatchObject({ ok: false, count: 0, firstBad: { index: 0, problem: expect.stringContaining('empty') } });
+    expect(await log.verify()).toMatchObject({
+      ok: false,
+      count: 0,
+      firstBad: { index: 0, problem: expect.stringContaining('empty') },
+    });
   });
 
   it('catches a correctly hashed entry that is not an audit event', async () => {
@@ -164,7 +223,11 @@ describe('AuditLog.verify', () => {
       }),
     );
     await redis.set(`${prefix}audit:head`, forgedHead);
-    expect(await log.verify()).toMatchObject({ ok: false, count: 9, firstBad: { index: 9, problem: expect.stringContaining('not a valid audit event') } });
+    expect(await log.verify()).toMatchObject({
+      ok: false,
+      count: 9,
+      firstBad: { index: 9, problem: expect.stringContaining('not a valid audit event') },
+    });
   });
 
   it('follows appends made while verifying', async () => {

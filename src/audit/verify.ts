@@ -19,7 +19,8 @@ export interface ChainBreak {
 }
 
 /** `count`: entries verified (on failure, those before the break). `head`: the verified last hash. */
-export type VerifyResult = { ok: true; count: number; head: string } | { ok: false; count: number; firstBad: ChainBreak };
+export type VerifyResult =
+  { ok: true; count: number; head: string } | { ok: false; count: number; firstBad: ChainBreak };
 
 /** Checks one entry against the hash of the entry before it; returns the problem, or null. */
 function checkEntry(entry: StreamEntry, prev: string, prevId: string | null): string | null {
@@ -91,7 +92,8 @@ export async function verifyChain(redis: Redis, keys: AuditKeys, pageSize: numbe
     }
     if (newer.length > 0) continue;
     const where = prevId ?? '';
-    if (head === null) return broken(where, `head key ${keys.head} is missing but the stream holds ${count} events`);
+    if (head === null)
+      return broken(where, `head key ${keys.head} is missing but the stream holds ${count} events`);
     return broken(
       where,
       count === 0

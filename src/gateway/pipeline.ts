@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { CallToolResultSchema, ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
 import type { CallToolRequest, CallToolResult, Progress } from '@modelcontextprotocol/sdk/types.js';
@@ -41,6 +42,15 @@ export async function handleToolCall(
   const { config, metrics } = services;
   const args = call.params.arguments ?? {};
   const parsedName = catalog.parse(call.params.name);
+  let argsSha256: string;
+  let argsProblem: string | undefined;
+  try {
+    argsSha256 = hashArguments(args);
+  } catch (error) {
+    // Not canonicalizable (e.g. a lone UTF-16 surrogate): refused below, audited under a plain hash.
+    argsSha256 = createHash('sha256').update(JSON.stringify(args)).digest('hex');
+    argsProblem = (error as Error).message;
+  }
   const base: EventBase = {
     callId: ulid(),
     grant: caller.grant.id,
@@ -48,7 +58,7 @@ export async function handleToolCall(
     session: caller.sessionId,
     server: parsedName?.server ?? '',
     tool: parsedName?.tool ?? call.params.name,
-    argsSha256: hashArguments(args),
+    argsSha256,
     ...(config.raw.audit.keep_arguments ? { args } : { argsRedacted: redactArguments(args) }),
   };
 
@@ -64,6 +74,9 @@ export async function handleToolCall(
     throw unknownTool(call.params.name);
   };
 
+  if (argsProblem) {
+    return refuse({ reason: 'arguments_invalid', message: `the arguments cannot be processed: ${argsProblem}` });
+  }
   const argsBytes = Buffer.byteLength(JSON.stringify(args));
   if (argsBytes > config.raw.max_argument_bytes) {
     return refuse({
