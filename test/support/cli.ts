@@ -1,6 +1,23 @@
 import { spawn } from 'node:child_process';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { REPO_ROOT } from './gateway.js';
+
+/** Node arguments that run the CLI from source (tsx loader by absolute URL, so any cwd works). */
+export function cliCommand(args: string[]): string[] {
+  const loader = pathToFileURL(path.join(REPO_ROOT, 'node_modules/tsx/dist/loader.mjs')).href;
+  return ['--import', loader, path.join(REPO_ROOT, 'src/cli/main.ts'), ...args];
+}
+
+/** Starts the CLI as a long-running child (e.g. `serve`). */
+export function spawnCli(args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv }): ChildProcessWithoutNullStreams {
+  return spawn(process.execPath, cliCommand(args), {
+    cwd: options.cwd,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, LOG_LEVEL: 'info', ...options.env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+}
 
 export interface CliResult {
   code: number;
@@ -9,9 +26,9 @@ export interface CliResult {
 }
 
 /** Runs the real `countersign` command (from source, through tsx) and collects its output. */
-export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}, input?: string): Promise<CliResult> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'src/cli/main.ts'), ...args], {
-    cwd: REPO_ROOT,
+export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}, cwd: string = REPO_ROOT): Promise<CliResult> {
+  const child = spawn(process.execPath, cliCommand(args), {
+    cwd,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, LOG_LEVEL: 'warn', ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
@@ -19,7 +36,7 @@ export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}, input?
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  child.stdin.end(input ?? '');
+  child.stdin.end();
   const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? -1)));
   return { code, stdout, stderr };
 }

@@ -1,0 +1,79 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { connectClient, toyServer } from './support/gateway.js';
+import { runCli, spawnCli } from './support/cli.js';
+
+/** Starts `countersign serve` and resolves with its URL once it listens. */
+async function startServe(cwd: string, configFile: string): Promise<{ child: ChildProcessWithoutNullStreams; url: string; log: () => string }> {
+  const child = spawnCli(['serve', '--config', configFile], { cwd });
+  let log = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`serve did not start:\n${log}`)), 30_000);
+    child.stderr.on('data', (chunk: Buffer) => {
+      log += chunk.toString();
+      const match = /Countersign gateway: (http:\/\/[^/\s]+)\/mcp/.exec(log);
+      if (match?.[1]) {
+        clearTimeout(timer);
+        resolve(match[1]);
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`serve exited with ${code}:\n${log}`)));
+  });
+  return { child, url, log: () => log };
+}
+
+const exited = (child: ChildProcessWithoutNullStreams): Promise<number | null> =>
+  child.exitCode !== null ? Promise.resolve(child.exitCode) : new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+
+describe('countersign serve with no REDIS_URL', () => {
+  let dir: string;
+  let configFile: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'countersign-serve-'));
+    await writeFile(path.join(dir, 'p.json'), JSON.stringify({ version: '1', default: 'allow' }));
+    configFile = path.join(dir, 'countersign.json');
+    await writeFile(
+      configFile,
+      JSON.stringify({ listen: { port: 0 }, servers: { toy: toyServer('p.json') }, shutdown_grace_ms: 10_000, data_dir: 'state' }),
+    );
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('starts a private Redis, drains a call in flight on SIGTERM, and keeps the audit trail across restarts', async () => {
+    const first = await startServe(dir, configFile);
+    expect(first.log()).toContain('started a private redis-server');
+    const redisState = JSON.parse(await readFile(path.join(dir, 'state/redis/embedded.json'), 'utf8')) as { pid: number };
+    expect(redisState.pid).toBeGreaterThan(0);
+
+    const client = await connectClient(`${first.url}/mcp`);
+    const slow = client.callTool({ name: 'sleep', arguments: { ms: 1500 } }) as Promise<CallToolResult>;
+    await new Promise((r) => setTimeout(r, 300));
+    first.child.kill('SIGTERM');
+    const result = await slow;
+    expect((result.content[0] as { text: string }).text).toBe('slept 1500');
+    expect(await exited(first.child)).toBe(0);
+    expect(first.log()).toContain('draining calls in flight');
+    // The private Redis it started went down with it.
+    expect(() => process.kill(redisState.pid, 0)).toThrow();
+
+    // A new process starts Redis again from its append-only file: the earlier events are still there.
+    const second = await startServe(dir, configFile);
+    const query = await runCli(['audit', 'query', '--config', configFile, '--json'], { LOG_LEVEL: 'warn' }, dir);
+    const verify = await runCli(['audit', 'verify', '--config', configFile], { LOG_LEVEL: 'warn' }, dir);
+    second.child.kill('SIGTERM');
+    expect(await exited(second.child)).toBe(0);
+    expect(query.code).toBe(0);
+    const events = query.stdout.trim().split('\n').map((line) => JSON.parse(line) as { tool: string; type: string; outcome?: string });
+    expect(events.filter((e) => e.tool === 'sleep').map((e) => [e.type, e.outcome])).toEqual([
+      ['decision', undefined],
+      ['result', 'ok'],
+    ]);
+    expect(verify.code).toBe(0);
+  }, 60_000);
+});
