@@ -10,7 +10,7 @@ const common = {
   /** Policy document for every grant on this server, unless `grant_policies` names one for the grant. */
   policy: z.string().min(1).optional(),
   grant_policies: z.record(z.string().min(1), z.string().min(1)).optional(),
-  /** Longest an upstream request may run (reset by progress notifications). */
+  /** Longest an upstream request may run before the call fails with a timeout. */
   timeout_ms: z.number().int().positive().max(86_400_000).default(300_000),
   description: z.string().optional(),
 };

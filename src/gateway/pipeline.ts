@@ -155,6 +155,7 @@ export async function handleToolCall(
     let errorText: string | undefined;
     // Progress is relayed in order, and all of it before the result (the result closes the client's stream).
     let progressSent: Promise<void> = Promise.resolve();
+    let relayedProgress = false;
     const relay = call.sendProgress;
     try {
       const result = await connection.request(
@@ -165,13 +166,19 @@ export async function handleToolCall(
           ...(relay
             ? {
                 onprogress: (p: Progress) => {
+                  relayedProgress = true;
                   progressSent = progressSent.then(() => relay(p)).catch(() => undefined);
                 },
               }
             : {}),
         },
       );
-      await progressSent;
+      if (relayedProgress) {
+        await progressSent;
+        // Clients built on the MCP SDK drop a progress notification that arrives in the same read as the
+        // result; a short pause lets the last one go out on its own.
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
       if (result.isError) outcome = 'tool_error';
       return result as CallToolResult;
     } catch (error) {

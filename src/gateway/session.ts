@@ -36,6 +36,7 @@ import type { ServerEntry } from '../config/load.js';
 import { isHidden } from '../policy/decide.js';
 import { UpstreamConnection } from '../upstream/connection.js';
 import { ToolCatalog } from './catalog.js';
+import { handle } from './handlers.js';
 import { handleToolCall } from './pipeline.js';
 import type { CallerIdentity, GatewayServices } from './services.js';
 import { UpstreamRouter } from './router.js';
@@ -132,8 +133,8 @@ export class GatewaySession {
     const { router } = this;
 
     if (caps.tools) {
-      this.server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: await this.visibleTools() }));
-      this.server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
+      handle(this.server, ListToolsRequestSchema, async () => ({ tools: await this.visibleTools() }));
+      handle(this.server, CallToolRequestSchema, async (request, extra) => {
         this.openRequests.add(extra.requestId);
         try {
           const token = request.params._meta?.progressToken;
@@ -153,41 +154,41 @@ export class GatewaySession {
       });
     }
     if (caps.resources) {
-      this.server.setRequestHandler(ListResourcesRequestSchema, (request, extra) =>
+      handle(this.server, ListResourcesRequestSchema, async (request, extra) =>
         router.list('resources/list', 'resources', request.params, ListResourcesResultSchema, extra.signal),
       );
-      this.server.setRequestHandler(ListResourceTemplatesRequestSchema, (request, extra) =>
+      handle(this.server, ListResourceTemplatesRequestSchema, async (request, extra) =>
         router.list('resources/templates/list', 'resourceTemplates', request.params, ListResourceTemplatesResultSchema, extra.signal),
       );
-      this.server.setRequestHandler(ReadResourceRequestSchema, (request, extra) =>
+      handle(this.server, ReadResourceRequestSchema, async (request, extra) =>
         router.byUri('resources/read', request.params, ReadResourceResultSchema, extra.signal),
       );
-      this.server.setRequestHandler(SubscribeRequestSchema, async (request, extra) => {
+      handle(this.server, SubscribeRequestSchema, async (request, extra) => {
         const result = await router.byUri('resources/subscribe', request.params, EmptyResultSchema, extra.signal);
         router.connectionForUri(request.params.uri)?.rememberSubscription(request.params.uri, true);
         return result;
       });
-      this.server.setRequestHandler(UnsubscribeRequestSchema, async (request, extra) => {
+      handle(this.server, UnsubscribeRequestSchema, async (request, extra) => {
         const result = await router.byUri('resources/unsubscribe', request.params, EmptyResultSchema, extra.signal);
         router.connectionForUri(request.params.uri)?.rememberSubscription(request.params.uri, false);
         return result;
       });
     }
     if (caps.prompts) {
-      this.server.setRequestHandler(ListPromptsRequestSchema, (request, extra) =>
+      handle(this.server, ListPromptsRequestSchema, async (request, extra) =>
         router.list('prompts/list', 'prompts', request.params, ListPromptsResultSchema, extra.signal),
       );
-      this.server.setRequestHandler(GetPromptRequestSchema, (request, extra) =>
+      handle(this.server, GetPromptRequestSchema, async (request, extra) =>
         router.byName('prompts/get', request.params, GetPromptResultSchema, extra.signal),
       );
     }
     if (caps.completions) {
-      this.server.setRequestHandler(CompleteRequestSchema, (request, extra) =>
+      handle(this.server, CompleteRequestSchema, async (request, extra) =>
         router.complete(request.params, CompleteResultSchema, extra.signal),
       );
     }
     if (caps.logging) {
-      this.server.setRequestHandler(SetLevelRequestSchema, async (request, extra) => {
+      handle(this.server, SetLevelRequestSchema, async (request, extra) => {
         await router.broadcast('logging/setLevel', request.params, (c) => Boolean(c.capabilities.logging), extra.signal);
         for (const c of this.connections.values()) c.rememberLogLevel(request.params.level);
         return {};

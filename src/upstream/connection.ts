@@ -2,15 +2,15 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import type { RequestOptions } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
+import { ErrorCode, McpError, ProgressNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import type {
   ClientCapabilities,
   Implementation,
   JSONRPCRequest,
   LoggingLevel,
   Notification,
+  Progress,
   Result,
   ServerCapabilities,
 } from '@modelcontextprotocol/sdk/types.js';
@@ -37,6 +37,14 @@ export class UpstreamUnavailableError extends McpError {
 
 const BACKOFF_MS = [250, 500, 1000, 2000, 5000, 10_000, 30_000];
 
+export interface UpstreamRequestOptions {
+  signal?: AbortSignal;
+  /** Receives the upstream's progress notifications for this request, in order, before its result. */
+  onprogress?: (progress: Progress) => void;
+}
+
+let nextProgressToken = 0;
+
 /**
  * One client connection to one upstream MCP server, for one downstream session (so requests the
  * server sends back, like sampling or elicitation, reach the client whose call caused them).
@@ -52,6 +60,12 @@ export class UpstreamConnection {
   private lastError = 'not connected yet';
   private logLevel: LoggingLevel | undefined;
   private readonly subscriptions = new Set<string>();
+  /**
+   * Progress listeners by our own progress token. The SDK's built-in routing drops a progress notification
+   * that arrives in the same read as the response (it handles notifications a microtask later, after the
+   * response has removed the listener); routing here runs before the awaiting caller resumes.
+   */
+  private readonly progressListeners = new Map<string, (progress: Progress) => void>();
 
   constructor(
     readonly entry: ServerEntry,
@@ -124,6 +138,10 @@ export class UpstreamConnection {
     const client = new Client(this.clientInfo, { capabilities: this.clientCapabilities });
     client.fallbackNotificationHandler = (notification) => this.events.notification(notification);
     client.fallbackRequestHandler = (request, extra) => this.events.request(request, extra.signal);
+    client.setNotificationHandler(ProgressNotificationSchema, async (notification) => {
+      const { progressToken, ...progress } = notification.params;
+      this.progressListeners.get(String(progressToken))?.(progress);
+    });
     const transport = makeTransport();
     client.onclose = () => this.onClosed(client);
     client.onerror = (error) => this.logger.debug({ server: this.name, err: error.message }, 'upstream transport error');
@@ -178,15 +196,22 @@ export class UpstreamConnection {
   async request<S extends z.ZodType>(
     request: { method: string; params?: Record<string, unknown> },
     schema: S,
-    options: RequestOptions = {},
+    options: UpstreamRequestOptions = {},
   ): Promise<z.infer<S>> {
     const client = this.client;
     if (!client || !this.connected) throw new UpstreamUnavailableError(this.name, this.lastError);
+    let params = request.params;
+    let token: string | undefined;
+    if (options.onprogress) {
+      token = `cs-${++nextProgressToken}`;
+      this.progressListeners.set(token, options.onprogress);
+      const meta = (params?._meta ?? {}) as Record<string, unknown>;
+      params = { ...params, _meta: { ...meta, progressToken: token } };
+    }
     try {
-      return (await client.request(request, schema, {
+      return (await client.request({ method: request.method, params }, schema, {
         timeout: this.entry.config.timeout_ms,
-        resetTimeoutOnProgress: true,
-        ...options,
+        ...(options.signal ? { signal: options.signal } : {}),
       })) as z.infer<S>;
     } catch (error) {
       if (error instanceof McpError && error.code === ErrorCode.ConnectionClosed) {
@@ -196,6 +221,8 @@ export class UpstreamConnection {
         );
       }
       throw error;
+    } finally {
+      if (token) this.progressListeners.delete(token);
     }
   }
 
