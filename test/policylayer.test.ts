@@ -98,3 +98,27 @@ describe('a PolicyLayer document, loaded unchanged', () => {
     redis.disconnect();
   });
 });
+
+describe('limits under concurrency, end to end', () => {
+  it('admits exactly 10 of 200 concurrent calls against max 10, and every refusal carries a retry time', async () => {
+    const gateway = await startTestGateway({
+      policies: { 'p.json': { version: '1', default: 'deny', tools: { DescribeCluster: { rate_limit: { max: 10, window: 'hour' } } } } },
+      config: { servers: { toy: toyServer('p.json') } },
+    });
+    const clients = await Promise.all(Array.from({ length: 4 }, () => connectClient(`${gateway.url}/mcp`)));
+    const results = (await Promise.all(
+      Array.from({ length: 200 }, (_, i) =>
+        clients[i % clients.length]?.callTool({ name: 'DescribeCluster', arguments: { id: String(i) } }),
+      ),
+    )) as CallToolResult[];
+    const refused = results.filter((r) => r.isError);
+    expect(results.length - refused.length).toBe(10);
+    expect(refused).toHaveLength(190);
+    for (const r of refused) expect(meta(r)).toMatchObject({ reason: 'rate_limited', retryAfterSeconds: expect.any(Number) });
+    await Promise.all(clients.map((c) => c.close()));
+    const redis = await connectTestRedis();
+    await dropPrefix(redis, gateway.prefix);
+    redis.disconnect();
+    await gateway.stop();
+  }, 60_000);
+});

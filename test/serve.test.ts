@@ -8,8 +8,10 @@ import { connectClient, toyServer } from './support/gateway.js';
 import { runCli, spawnCli } from './support/cli.js';
 
 /** Starts `countersign serve` and resolves with its URL once it listens. */
+const TOKEN = 'secret-agent-token-5f1c9e';
+
 async function startServe(cwd: string, configFile: string): Promise<{ child: ChildProcessWithoutNullStreams; url: string; log: () => string }> {
-  const child = spawnCli(['serve', '--config', configFile], { cwd });
+  const child = spawnCli(['serve', '--config', configFile], { cwd, env: { AGENT_TOKEN: TOKEN, LOG_LEVEL: 'debug' } });
   let log = '';
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`serve did not start:\n${log}`)), 30_000);
@@ -38,7 +40,13 @@ describe('countersign serve with no REDIS_URL', () => {
     configFile = path.join(dir, 'countersign.json');
     await writeFile(
       configFile,
-      JSON.stringify({ listen: { port: 0 }, servers: { toy: toyServer('p.json') }, shutdown_grace_ms: 10_000, data_dir: 'state' }),
+      JSON.stringify({
+        listen: { port: 0 },
+        servers: { toy: toyServer('p.json') },
+        grants: [{ id: 'agent', owner: 'ops', token_env: 'AGENT_TOKEN' }],
+        shutdown_grace_ms: 10_000,
+        data_dir: 'state',
+      }),
     );
   });
   afterAll(async () => {
@@ -51,7 +59,7 @@ describe('countersign serve with no REDIS_URL', () => {
     const redisState = JSON.parse(await readFile(path.join(dir, 'state/redis/embedded.json'), 'utf8')) as { pid: number };
     expect(redisState.pid).toBeGreaterThan(0);
 
-    const client = await connectClient(`${first.url}/mcp`);
+    const client = await connectClient(`${first.url}/mcp`, { token: TOKEN });
     const slow = client.callTool({ name: 'sleep', arguments: { ms: 1500 } }) as Promise<CallToolResult>;
     await new Promise((r) => setTimeout(r, 300));
     first.child.kill('SIGTERM');
@@ -64,8 +72,8 @@ describe('countersign serve with no REDIS_URL', () => {
 
     // A new process starts Redis again from its append-only file: the earlier events are still there.
     const second = await startServe(dir, configFile);
-    const query = await runCli(['audit', 'query', '--config', configFile, '--json'], { LOG_LEVEL: 'warn' }, dir);
-    const verify = await runCli(['audit', 'verify', '--config', configFile], { LOG_LEVEL: 'warn' }, dir);
+    const query = await runCli(['audit', 'query', '--config', configFile, '--json'], { LOG_LEVEL: 'warn', AGENT_TOKEN: TOKEN }, dir);
+    const verify = await runCli(['audit', 'verify', '--config', configFile], { LOG_LEVEL: 'warn', AGENT_TOKEN: TOKEN }, dir);
     second.child.kill('SIGTERM');
     expect(await exited(second.child)).toBe(0);
     expect(query.code).toBe(0);
@@ -75,5 +83,9 @@ describe('countersign serve with no REDIS_URL', () => {
       ['result', 'ok'],
     ]);
     expect(verify.code).toBe(0);
+    // Debug logs of both runs never contain the bearer token.
+    expect(first.log()).toContain('session opened');
+    expect(first.log()).not.toContain(TOKEN);
+    expect(second.log()).not.toContain(TOKEN);
   }, 60_000);
 });

@@ -68,3 +68,35 @@ describe('upstream lifecycle', () => {
     expect(count).toBeLessThan(0);
   });
 });
+
+describe('list_changed notifications', () => {
+  let gateway: TestGateway;
+  beforeAll(async () => {
+    gateway = await startTestGateway({
+      policies: { 'p.json': { version: '1', default: 'allow' } },
+      config: { servers: { toy: toyServer('p.json') } },
+    });
+  });
+  afterAll(async () => {
+    const redis = await connectTestRedis();
+    await dropPrefix(redis, gateway.prefix);
+    redis.disconnect();
+    await gateway?.stop();
+  });
+
+  it('relays tools/list_changed and serves the new tool list', async () => {
+    const client = await connectClient(`${gateway.url}/mcp`);
+    let changed = 0;
+    const { ToolListChangedNotificationSchema } = await import('@modelcontextprotocol/sdk/types.js');
+    client.setNotificationHandler(ToolListChangedNotificationSchema, async () => {
+      changed += 1;
+    });
+    expect((await client.listTools()).tools.map((t) => t.name)).not.toContain('late-tool');
+    await client.callTool({ name: 'add-tool', arguments: { name: 'late-tool' } });
+    await until(async () => (changed > 0 ? true : undefined), 5000);
+    expect((await client.listTools()).tools.map((t) => t.name)).toContain('late-tool');
+    const ran = (await client.callTool({ name: 'late-tool', arguments: {} })) as CallToolResult;
+    expect(textOf(ran)).toBe('late-tool ran');
+    await client.close();
+  });
+});
