@@ -3,7 +3,6 @@ import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { connectClient, everythingServer, startTestGateway, toyServer } from './support/gateway.js';
 import type { TestGateway } from './support/gateway.js';
-import { connectTestRedis, dropPrefix } from './support/redis.js';
 
 const READONLY = {
   version: '1',
@@ -27,9 +26,6 @@ describe('aggregated and per-server endpoints', () => {
   afterAll(async () => {
     await all?.close();
     await toyOnly?.close();
-    const redis = await connectTestRedis();
-    await dropPrefix(redis, gateway.prefix);
-    redis.disconnect();
     await gateway?.stop();
   });
 

@@ -5,7 +5,7 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { AuditLog } from '../src/audit/log.js';
 import { connectClient, startTestGateway, toyServer } from './support/gateway.js';
 import type { TestGateway } from './support/gateway.js';
-import { connectTestRedis, dropPrefix } from './support/redis.js';
+import { connectTestRedis } from './support/redis.js';
 
 const POLICY = {
   version: '1',
@@ -28,9 +28,6 @@ describe('bad input gets a clear error and changes nothing else', () => {
   });
   afterAll(async () => {
     await client?.close();
-    const redis = await connectTestRedis();
-    await dropPrefix(redis, gateway.prefix);
-    redis.disconnect();
     await gateway?.stop();
   });
 

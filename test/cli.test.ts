@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectClient, startTestGateway, toyServer } from './support/gateway.js';
 import type { TestGateway } from './support/gateway.js';
 import { runCli } from './support/cli.js';
-import { connectTestRedis, dropPrefix, testRedisUrl } from './support/redis.js';
+import { connectTestRedis, testRedisUrl } from './support/redis.js';
 
 describe('countersign policy', () => {
   let dir: string;
@@ -87,9 +87,6 @@ describe('countersign audit', () => {
     );
   });
   afterAll(async () => {
-    const redis = await connectTestRedis();
-    await dropPrefix(redis, gateway.prefix);
-    redis.disconnect();
     await gateway?.stop();
   });
 

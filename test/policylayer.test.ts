@@ -5,7 +5,7 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { AuditLog } from '../src/audit/log.js';
 import { connectClient, startTestGateway, toyServer } from './support/gateway.js';
 import type { TestGateway } from './support/gateway.js';
-import { connectTestRedis, dropPrefix } from './support/redis.js';
+import { connectTestRedis } from './support/redis.js';
 
 // The PolicyLayer document from its own docs, byte for byte.
 const POLICYLAYER_DOC =
@@ -41,9 +41,6 @@ describe('a PolicyLayer document, loaded unchanged', () => {
   afterAll(async () => {
     await alice?.close();
     await bob?.close();
-    const redis = await connectTestRedis();
-    await dropPrefix(redis, gateway.prefix);
-    redis.disconnect();
     await gateway?.stop();
   });
 
@@ -116,9 +113,6 @@ describe('limits under concurrency, end to end', () => {
     expect(refused).toHaveLength(190);
     for (const r of refused) expect(meta(r)).toMatchObject({ reason: 'rate_limited', retryAfterSeconds: expect.any(Number) });
     await Promise.all(clients.map((c) => c.close()));
-    const redis = await connectTestRedis();
-    await dropPrefix(redis, gateway.prefix);
-    redis.disconnect();
     await gateway.stop();
   }, 60_000);
 });

@@ -4,7 +4,7 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { AuditLog } from '../src/audit/log.js';
 import { connectClient, startTestGateway, toyServer } from './support/gateway.js';
 import type { TestGateway } from './support/gateway.js';
-import { connectTestRedis, dropPrefix } from './support/redis.js';
+import { connectTestRedis } from './support/redis.js';
 
 const textOf = (r: CallToolResult): string => (r.content[0] as { text: string }).text;
 
@@ -30,9 +30,6 @@ describe('upstream lifecycle', () => {
   });
   afterAll(async () => {
     await client?.close();
-    const redis = await connectTestRedis();
-    await dropPrefix(redis, gateway.prefix);
-    redis.disconnect();
     await gateway?.stop();
   });
 
@@ -78,9 +75,6 @@ describe('list_changed notifications', () => {
     });
   });
   afterAll(async () => {
-    const redis = await connectTestRedis();
-    await dropPrefix(redis, gateway.prefix);
-    redis.disconnect();
     await gateway?.stop();
   });
 

@@ -37,7 +37,8 @@ export async function findOnPath(binary: string): Promise<string | undefined> {
   return undefined;
 }
 
-async function freePort(): Promise<number> {
+/** A TCP port on loopback that was free a moment ago. */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);

@@ -1,19 +1,7 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
+import { freePort } from '../../src/redis/embedded.js';
 import { EVERYTHING_ENTRY } from './gateway.js';
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** Runs server-everything over HTTP (`streamableHttp` or `sse`) on a free port; resolves once it listens. */
 export async function startEverythingHttp(mode: 'streamableHttp' | 'sse'): Promise<{ port: number; stop(): Promise<void> }> {

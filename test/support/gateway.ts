@@ -9,7 +9,7 @@ import { parseConfig } from '../../src/config/load.js';
 import { startGateway } from '../../src/gateway/gateway.js';
 import type { RunningGateway } from '../../src/gateway/gateway.js';
 import { silentLogger } from '../../src/log/logger.js';
-import { testRedisUrl, uniquePrefix } from './redis.js';
+import { connectTestRedis, dropPrefix, testRedisUrl, uniquePrefix } from './redis.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const EVERYTHING_ENTRY = path.join(REPO_ROOT, 'node_modules/@modelcontextprotocol/server-everything/dist/index.js');
@@ -61,8 +61,12 @@ export async function startTestGateway(options: {
     ...gateway,
     dir,
     prefix,
+    /** Closes the gateway and removes its keys and files. */
     stop: async () => {
       await gateway.close();
+      const redis = await connectTestRedis();
+      await dropPrefix(redis, prefix);
+      redis.disconnect();
       await rm(dir, { recursive: true, force: true });
     },
   };
