@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { createLogger } from '../log/logger.js';
 import { auditQuery, auditVerify } from './audit.js';
 import type { AuditQueryOptions } from './audit.js';
-import { policyCheck, policyExplain } from './policy.js';
+import { policyCheck, policyExplain, policyTest } from './policy.js';
 import { DEFAULT_CONFIG } from './runtime.js';
 import { serve } from './serve.js';
 import { stdio } from './stdio.js';
@@ -48,6 +48,11 @@ policy
   .description('validate policy files; prints every problem with its file and JSON path')
   .argument('<files...>')
   .action((files: string[]) => run(() => policyCheck(files, print))());
+policy
+  .command('test')
+  .description('run policy test files (example calls and the decisions they must get)')
+  .argument('<files...>')
+  .action((files: string[]) => run(() => policyTest(files, print))());
 policy
   .command('explain')
   .description('show the decision for one call, from the same decide() the gateway runs')

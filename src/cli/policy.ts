@@ -2,6 +2,7 @@ import { decide } from '../policy/decide.js';
 import { explainDecision } from '../policy/explain.js';
 import { checkPolicyFiles, loadPolicyFile } from '../policy/load.js';
 import { formatIssue } from '../policy/issues.js';
+import { runPolicyTestFile } from '../policy/policy-test.js';
 
 /** `countersign policy check`: 0 when every file is valid, 1 otherwise (every issue printed). */
 export async function policyCheck(files: string[], out: (line: string) => void): Promise<number> {
@@ -38,4 +39,26 @@ export async function policyExplain(
   });
   out(explainDecision(decision));
   return decision.kind === 'allow' ? 0 : 3;
+}
+
+/** `countersign policy test`: runs policy test files; 0 when every case passes. */
+export async function policyTest(files: string[], out: (line: string) => void): Promise<number> {
+  let failed = 0;
+  let passed = 0;
+  for (const file of files) {
+    const result = await runPolicyTestFile(file);
+    if (result.error) {
+      failed += 1;
+      out(`error   ${file}\n  ${result.error.replace(/\n/g, '\n  ')}`);
+      continue;
+    }
+    out(`${file} (policy ${result.policy})`);
+    for (const r of result.results) {
+      if (r.ok) passed += 1;
+      else failed += 1;
+      out(r.ok ? `  pass  ${r.name}` : `  FAIL  ${r.name}: ${r.detail ?? ''}`);
+    }
+  }
+  out(`${passed} passed, ${failed} failed`);
+  return failed === 0 ? 0 : 1;
 }

@@ -1,4 +1,5 @@
 import { readdir, readFile } from 'node:fs/promises';
+import { runPolicyTestFile } from './policy-test.js';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { decide, visibleTools } from './decide.js';
@@ -9,9 +10,19 @@ const ctx = { grant: { id: 'g', owner: 'o' } };
 
 describe('example policies in policies/', () => {
   it('every policy file loads', async () => {
-    const files = (await readdir(dir)).filter((f) => f.endsWith('.json'));
+    const files = (await readdir(dir)).filter((f) => f.endsWith('.json') && !f.endsWith('.test.json'));
     expect(files.length).toBeGreaterThanOrEqual(3);
     for (const file of files) await expect(loadPolicyFile(`${dir}${file}`), file).resolves.toBeDefined();
+  });
+
+  it('every policy has a policy test file, and every case passes', async () => {
+    const policies = (await readdir(dir)).filter((f) => f.endsWith('.json') && !f.endsWith('.test.json'));
+    for (const file of policies) {
+      const result = await runPolicyTestFile(`${dir}${file.replace(/\.json$/, '.test.json')}`);
+      expect(result.error, file).toBeUndefined();
+      expect(result.results.filter((r) => !r.ok), file).toEqual([]);
+      expect(result.results.length, file).toBeGreaterThan(0);
+    }
   });
 
   it('policylayer-clonecontainertoecr.json is the PolicyLayer example byte for byte', async () => {
