@@ -38,6 +38,7 @@ export async function stdio(configFile: string, grantId: string | undefined, log
       done = true;
       await services.inflight.drained(config.raw.shutdown_grace_ms);
       await session.close();
+      await services.auditSpool.close();
       await services.audit.close();
       client.disconnect();
       resolve();

@@ -1,7 +1,10 @@
 import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Redis } from 'ioredis';
+import { createHash } from 'node:crypto';
+import path from 'node:path';
 import { AuditLog } from '../audit/log.js';
+import { AuditSpool } from '../audit/spool.js';
 import type { GatewayConfig } from '../config/load.js';
 import { createHttpApp } from '../http/app.js';
 import { GrantAuthenticator } from '../http/guards.js';
@@ -41,11 +44,20 @@ export async function createServices(options: GatewayOptions): Promise<{ service
     logger.warn('Redis is not reachable yet: every call will be refused until it is (fail closed)');
   }
   const prefix = config.raw.redis.prefix;
+  const audit = new AuditLog({ redis, prefix, jsonlPath: config.auditJsonl, logger });
+  const spoolFile = path.resolve(
+    config.raw.data_dir,
+    `audit-spool-${createHash('sha256').update(prefix).digest('hex').slice(0, 12)}.jsonl`,
+  );
+  const auditSpool = new AuditSpool(audit, spoolFile, logger);
+  // Events an earlier process could not write (Redis was down) go into the trail first.
+  void auditSpool.drain().catch((error: Error) => logger.error({ err: error.message }, 'cannot read the audit spool'));
   const services: GatewayServices = {
     config,
     policies,
     limits: new LimitCounters(redis, prefix),
-    audit: new AuditLog({ redis, prefix, jsonlPath: config.auditJsonl, logger }),
+    audit,
+    auditSpool,
     metrics: new GatewayMetrics(),
     logger,
     inflight: new InflightCalls(),
@@ -97,6 +109,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
         http.close(() => resolve());
         http.closeAllConnections();
       });
+      await services.auditSpool.close();
       await services.audit.close();
       redis.disconnect();
     })();

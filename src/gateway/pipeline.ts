@@ -8,7 +8,7 @@ import type { AuditEvent } from '../audit/event.js';
 import { LimitStoreUnavailableError } from '../limits/counters.js';
 import type { CounterUse, Reservation } from '../limits/counters.js';
 import { decide } from '../policy/decide.js';
-import { UpstreamUnavailableError } from '../upstream/connection.js';
+import { UpstreamInterruptedError, UpstreamUnavailableError } from '../upstream/connection.js';
 import type { UpstreamConnection } from '../upstream/connection.js';
 import { refusal, ruleLabel, unknownTool } from './answers.js';
 import type { RefusalDetail } from './answers.js';
@@ -140,8 +140,7 @@ export async function handleToolCall(
     metrics.auditFailures.inc();
     services.logger.error({ err: (error as Error).message, callId: base.callId }, 'audit write failed; refusing the call');
     await services.limits.release(reservation).catch(() => undefined);
-    metrics.calls.inc({ server: base.server, decision: 'deny', reason: 'audit_unavailable' });
-    return refusal(base.server, base.tool, {
+    return refuse({
       reason: 'audit_unavailable',
       message: 'the audit trail cannot be written (Redis cannot be reached), so no call is allowed; try again shortly.',
     });
@@ -182,9 +181,10 @@ export async function handleToolCall(
       if (result.isError) outcome = 'tool_error';
       return result as CallToolResult;
     } catch (error) {
-      outcome = 'upstream_error';
+      outcome = error instanceof UpstreamInterruptedError ? 'interrupted' : 'upstream_error';
       errorText = (error as Error).message;
-      if (error instanceof UpstreamUnavailableError) {
+      // A call that never reached the server, or whose server died under it, does not use up the agent's limit.
+      if (error instanceof UpstreamUnavailableError || error instanceof UpstreamInterruptedError) {
         await services.limits.release(reservation).catch(() => undefined);
       }
       if (error instanceof McpError) throw error;
@@ -231,10 +231,13 @@ function decisionEvent(
   };
 }
 
-/** Writes an event whose failure must not change the answer (refusals, results): logged and counted. */
+/**
+ * Writes an event whose failure must not change the answer (refusals, results). While Redis is down it
+ * is spooled locally and appended when Redis returns; any other failure is logged and counted.
+ */
 async function writeAudit(services: GatewayServices, event: AuditEvent): Promise<void> {
   try {
-    await services.audit.append(event);
+    await services.auditSpool.write(event);
   } catch (error) {
     services.metrics.auditFailures.inc();
     services.logger.error({ err: (error as Error).message, callId: event.callId, type: event.type }, 'audit write failed');

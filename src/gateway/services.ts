@@ -1,4 +1,5 @@
 import type { AuditLog } from '../audit/log.js';
+import type { AuditSpool } from '../audit/spool.js';
 import type { GatewayConfig, Grant } from '../config/load.js';
 import type { LimitCounters } from '../limits/counters.js';
 import type { Logger } from '../log/logger.js';
@@ -11,7 +12,10 @@ export interface GatewayServices {
   config: GatewayConfig;
   policies: PolicyBook;
   limits: LimitCounters;
+  /** Appends the decisions that gate a call: a failure refuses the call. */
   audit: AuditLog;
+  /** Appends events that must not be lost when Redis is briefly gone (refusals, results). */
+  auditSpool: AuditSpool;
   metrics: GatewayMetrics;
   logger: Logger;
   inflight: InflightCalls;

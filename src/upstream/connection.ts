@@ -27,6 +27,26 @@ export interface UpstreamEvents {
   reconnected(): void;
 }
 
+/** The upstream connection closed while the request was in flight: it may or may not have run, and is not re-sent. */
+export class UpstreamInterruptedError extends McpError {
+  constructor(server: string, method: string) {
+    super(
+      ErrorCode.InternalError,
+      `upstream server "${server}" closed the connection while "${method}" was in flight; the request was not retried`,
+    );
+  }
+}
+
+/** The upstream did not answer within the server's timeout_ms. */
+export class UpstreamTimeoutError extends McpError {
+  constructor(server: string, method: string, timeoutMs: number) {
+    super(
+      ErrorCode.RequestTimeout,
+      `upstream server "${server}" did not answer "${method}" within ${timeoutMs} ms (timeout_ms); the gateway stopped waiting and asked it to cancel`,
+    );
+  }
+}
+
 /** The call could not be sent: the upstream server is not connected. Nothing reached it. */
 export class UpstreamUnavailableError extends McpError {
   readonly reachedUpstream = false;
@@ -215,10 +235,10 @@ export class UpstreamConnection {
       })) as z.infer<S>;
     } catch (error) {
       if (error instanceof McpError && error.code === ErrorCode.ConnectionClosed) {
-        throw new McpError(
-          ErrorCode.InternalError,
-          `upstream server "${this.name}" closed the connection while "${request.method}" was in flight; the request was not retried`,
-        );
+        throw new UpstreamInterruptedError(this.name, request.method);
+      }
+      if (error instanceof McpError && error.code === ErrorCode.RequestTimeout && !options.signal?.aborted) {
+        throw new UpstreamTimeoutError(this.name, request.method, this.entry.config.timeout_ms);
       }
       throw error;
     } finally {

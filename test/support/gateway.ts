@@ -47,7 +47,7 @@ export async function startTestGateway(options: {
   }
   const prefix = uniquePrefix('gw');
   const config = parseConfig(
-    JSON.stringify({ listen: { host: '127.0.0.1', port: 0 }, redis: { prefix }, ...options.config }),
+    JSON.stringify({ listen: { host: '127.0.0.1', port: 0 }, redis: { prefix }, data_dir: dir, ...options.config }),
     path.join(dir, 'countersign.json'),
     options.env ?? {},
   );
