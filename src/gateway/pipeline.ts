@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { CallToolResultSchema, ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
 import type { CallToolRequest, CallToolResult, Progress } from '@modelcontextprotocol/sdk/types.js';
-import { ulid } from 'ulid';
+import { newUlid } from '../ids/ulid.js';
 import { hashArguments, redactArguments } from '../audit/args.js';
 import type { AuditEvent } from '../audit/event.js';
 import { LimitStoreUnavailableError } from '../limits/counters.js';
@@ -52,7 +52,7 @@ export async function handleToolCall(
     argsProblem = (error as Error).message;
   }
   const base: EventBase = {
-    callId: ulid(),
+    callId: newUlid(),
     grant: caller.grant.id,
     owner: caller.grant.owner,
     session: caller.sessionId,
@@ -194,7 +194,7 @@ export async function handleToolCall(
       const durationMs = Math.round((performance.now() - forwardStarted) * 1000) / 1000;
       await writeAudit(services, {
         ...base,
-        id: ulid(),
+        id: newUlid(),
         time: new Date(services.now()).toISOString(),
         type: 'result',
         decision: 'allow',
@@ -220,7 +220,7 @@ function decisionEvent(
 ): AuditEvent {
   return {
     ...base,
-    id: ulid(),
+    id: newUlid(),
     time: new Date(time).toISOString(),
     type: 'decision',
     decision,

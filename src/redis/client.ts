@@ -12,6 +12,8 @@ export function createRedis(url: string, name: string): Redis {
     connectTimeout: 2000,
     commandTimeout: 5000,
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
+    // Commands issued in the same tick share one write: concurrent calls cost fewer round trips.
+    enableAutoPipelining: true,
   });
   return redis;
 }
