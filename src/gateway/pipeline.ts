@@ -11,6 +11,7 @@ import { decide } from '../policy/decide.js';
 import { UpstreamInterruptedError, UpstreamUnavailableError } from '../upstream/connection.js';
 import type { UpstreamConnection } from '../upstream/connection.js';
 import { refusal, ruleLabel, unknownTool } from './answers.js';
+import { MAX_PARAMS_DEPTH, nestedDeeperThan } from './json-depth.js';
 import type { RefusalDetail } from './answers.js';
 import type { ToolCatalog } from './catalog.js';
 import type { CallerIdentity, GatewayServices } from './services.js';
@@ -40,10 +41,14 @@ export async function handleToolCall(
 ): Promise<CallToolResult> {
   const started = performance.now();
   const { config, metrics } = services;
-  const args = call.params.arguments ?? {};
   const parsedName = catalog.parse(call.params.name);
+  // Nesting is checked first, iteratively: hashing or serializing a hostile value would overflow the stack.
+  const tooDeep = nestedDeeperThan(call.params, MAX_PARAMS_DEPTH);
+  const args = tooDeep ? {} : (call.params.arguments ?? {});
   let argsSha256: string;
-  let argsProblem: string | undefined;
+  let argsProblem: string | undefined = tooDeep
+    ? `the call's arguments or _meta nest deeper than ${MAX_PARAMS_DEPTH} levels`
+    : undefined;
   try {
     argsSha256 = hashArguments(args);
   } catch (error) {

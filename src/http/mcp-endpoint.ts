@@ -2,12 +2,28 @@ import { randomUUID } from 'node:crypto';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { InitializeRequestSchema, isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { Request, Response } from 'express';
+import { z } from 'zod';
 import type { ServerEntry } from '../config/load.js';
 import { GatewaySession } from '../gateway/session.js';
 import type { GatewayServices } from '../gateway/services.js';
 import { BodyTooLargeError, readBody } from './body.js';
 import type { GrantAuthenticator } from './guards.js';
 import { jsonRpcError } from './guards.js';
+
+/** A JSON-RPC message (or batch member) whose method is initialize, valid or not. */
+function isInitializeMessage(body: unknown): boolean {
+  const messages = Array.isArray(body) ? body : [body];
+  return messages.some((m) => typeof m === 'object' && m !== null && (m as { method?: unknown }).method === 'initialize');
+}
+
+/** Answers an initialize whose params are invalid with -32602 and the reason; false when it is valid. */
+function invalidInitialize(res: Response, body: unknown): boolean {
+  if (isInitializeRequest(body)) return false;
+  const checked = InitializeRequestSchema.safeParse(Array.isArray(body) ? body[0] : body);
+  const reason = checked.success ? 'send exactly one initialize request, not a batch' : z.prettifyError(checked.error);
+  jsonRpcError(res, 400, -32602, `Invalid params for initialize: ${reason}`);
+  return true;
+}
 
 interface HttpSession {
   session: GatewaySession;
@@ -75,10 +91,17 @@ export class McpHttpEndpoint {
         jsonRpcError(res, 404, -32001, 'Session not found');
         return;
       }
+      if (isInitializeMessage(body)) {
+        if (!invalidInitialize(res, body)) {
+          jsonRpcError(res, 400, -32600, 'Invalid Request: this session is already initialized; to start over, send initialize without an Mcp-Session-Id header');
+        }
+        return;
+      }
       await this.serve(entry, req, res, body);
       return;
     }
 
+    if (req.method === 'POST' && isInitializeMessage(body) && invalidInitialize(res, body)) return;
     if (req.method !== 'POST' || !isInitializeRequest(body)) {
       jsonRpcError(res, 400, -32000, 'Bad Request: no valid Mcp-Session-Id header; start with an initialize request');
       return;

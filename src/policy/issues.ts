@@ -10,8 +10,9 @@ export interface PolicyIssue {
   message: string;
 }
 
+/** `<file>:<pointer>: <message>`, or `<file>: <message>` for the document as a whole. */
 export function formatIssue(issue: PolicyIssue): string {
-  return `${issue.file}:${issue.path}: ${issue.message}`;
+  return issue.path ? `${issue.file}:${issue.path}: ${issue.message}` : `${issue.file}: ${issue.message}`;
 }
 
 export function escapePointerSegment(segment: string): string {
