@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
@@ -124,15 +125,15 @@ export class UpstreamConnection {
     const url = new URL(config.url);
     const requestInit = { headers: config.headers };
     if (config.transport === 'sse') {
-      await this.connectWith(() => new SSEClientTransport(url, { requestInit }));
+      await this.connectWith(() => new SSEClientTransport(url, { requestInit, fetch: fetchWithSharedSignal }));
       return;
     }
     try {
-      await this.connectWith(() => new StreamableHTTPClientTransport(url, { requestInit }));
+      await this.connectWith(() => new StreamableHTTPClientTransport(url, { requestInit, fetch: fetchWithSharedSignal }));
     } catch (error) {
       if (config.transport === 'streamable-http') throw error;
       this.logger.info({ server: this.name, err: (error as Error).message }, 'Streamable HTTP failed; trying SSE');
-      await this.connectWith(() => new SSEClientTransport(url, { requestInit }));
+      await this.connectWith(() => new SSEClientTransport(url, { requestInit, fetch: fetchWithSharedSignal }));
     }
   }
 
@@ -267,6 +268,16 @@ export class UpstreamConnection {
     await this.client?.close().catch(() => undefined);
   }
 }
+
+/**
+ * The SDK's HTTP client transports pass one long-lived AbortSignal to every fetch, and fetch keeps its
+ * abort listener until the request is garbage-collected: under load Node warns of a listener leak on
+ * every call. The listeners are released; only the warning threshold is lifted for that signal.
+ */
+const fetchWithSharedSignal: typeof fetch = (input, init) => {
+  if (init?.signal) setMaxListeners(0, init.signal);
+  return fetch(input, init);
+};
 
 /** The few variables a child needs to run (never the gateway's secrets). */
 function inheritedEnv(): Record<string, string> {

@@ -1,0 +1,21 @@
+import os from 'node:os';
+
+export interface MachineInfo {
+  node: string;
+  platform: string;
+  cpuModel: string;
+  cores: number;
+  /** 1-minute load average when the run started: other work on the machine skews both sides. */
+  loadAverageAtStart: number;
+}
+
+export function machineInfo(): MachineInfo {
+  const cpus = os.cpus();
+  return {
+    node: process.version,
+    platform: `${process.platform}-${process.arch}`,
+    cpuModel: cpus[0]?.model.trim() ?? 'unknown',
+    cores: typeof os.availableParallelism === 'function' ? os.availableParallelism() : cpus.length,
+    loadAverageAtStart: os.loadavg()[0] ?? 0,
+  };
+}
