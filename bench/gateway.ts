@@ -24,15 +24,27 @@ export interface BenchGateway {
   prefix: string;
 }
 
-/** Starts Countersign in this process, with `upstreamUrl` as a remote Streamable HTTP server under BENCH_POLICY. */
-export async function startBenchGateway(options: { dir: string; redisUrl: string; upstreamUrl: string }): Promise<BenchGateway> {
+/**
+ * Starts Countersign in this process under BENCH_POLICY, in front of `upstreamUrl` (remote Streamable HTTP,
+ * the same instance the direct side uses) or, with `stdio`, of its own server-everything over stdio.
+ */
+export async function startBenchGateway(options: {
+  dir: string;
+  redisUrl: string;
+  upstreamUrl: string;
+  stdio?: { entry: string };
+}): Promise<BenchGateway> {
   await writeFile(path.join(options.dir, 'p.json'), JSON.stringify(BENCH_POLICY, null, 2));
   const prefix = `bench:${randomBytes(6).toString('hex')}:`;
   const config = parseConfig(
     JSON.stringify({
       listen: { host: '127.0.0.1', port: 0 },
       redis: { prefix },
-      servers: { [SERVER_NAME]: { url: options.upstreamUrl, transport: 'streamable-http', policy: 'p.json' } },
+      servers: {
+        [SERVER_NAME]: options.stdio
+          ? { command: process.execPath, args: [options.stdio.entry, 'stdio'], policy: 'p.json' }
+          : { url: options.upstreamUrl, transport: 'streamable-http', policy: 'p.json' },
+      },
       audit: { keep_arguments: false },
       data_dir: options.dir,
     }),

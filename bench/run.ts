@@ -2,7 +2,7 @@
  * `npm run bench`: latency and throughput of an allowed tools/call, direct to server-everything and
  * through Countersign (policy with a limit + audit on), at concurrency 1 and 32. See bench/README.md.
  *
- * Knobs (environment): BENCH_CLIENTS=shared|per-caller (default shared), BENCH_ROUNDS (default 2),
+ * Knobs (environment): BENCH_UPSTREAM=http|stdio (default http), BENCH_CLIENTS=shared|per-caller (default shared), BENCH_ROUNDS (default 2),
  * BENCH_SCALE (multiplies the call counts, default 1).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -19,12 +19,12 @@ import { compare, formatReport, judge, writeReport } from './report.js';
 import type { BenchReport, ConcurrencyResult, SideResult } from './report.js';
 import { summarize } from './stats.js';
 import { machineInfo } from './system.js';
-import { startEverythingHttp } from './upstream.js';
+import { EVERYTHING_ENTRY, startEverythingHttp } from './upstream.js';
 import { countListenerWarnings } from './warnings.js';
 import type { WarningCount } from './warnings.js';
 import type { RunningUpstream } from './upstream.js';
 
-const RESULTS_FILE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results', 'latest.json');
+const RESULTS_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results');
 /** The whole run is killed after this long (it takes well under a minute on 2 cores). */
 const WATCHDOG_MS = 170_000;
 /** One measured run stops early after this long. */
@@ -39,6 +39,9 @@ function envInt(name: string, fallback: number): number {
 const scale = envInt('BENCH_SCALE', 1);
 const rounds = Math.floor(envInt('BENCH_ROUNDS', 2));
 const clientMode: ClientMode = process.env.BENCH_CLIENTS === 'per-caller' ? 'per-caller' : 'shared';
+/** `http` (default): the gateway fronts the direct side's own server; `stdio`: its own server over stdio. */
+const upstreamMode: 'http' | 'stdio' = process.env.BENCH_UPSTREAM === 'stdio' ? 'stdio' : 'http';
+const RESULTS_FILE = path.join(RESULTS_DIR, upstreamMode === 'stdio' ? 'latest-stdio.json' : 'latest-http.json');
 const LEVELS = [
   { concurrency: 1, calls: Math.max(50, Math.round(1000 * scale)) },
   { concurrency: 32, calls: Math.max(200, Math.round(4000 * scale)) },
@@ -113,7 +116,12 @@ async function main(res: Resources): Promise<void> {
   res.dir = await mkdtemp(path.join(os.tmpdir(), 'countersign-bench-'));
   res.redis = await startEmbeddedRedis({ dir: path.join(res.dir, 'redis'), reuse: false });
   res.upstream = await startEverythingHttp();
-  res.bench = await startBenchGateway({ dir: res.dir, redisUrl: res.redis.url, upstreamUrl: res.upstream.url });
+  res.bench = await startBenchGateway({
+    dir: res.dir,
+    redisUrl: res.redis.url,
+    upstreamUrl: res.upstream.url,
+    ...(upstreamMode === 'stdio' ? { stdio: { entry: EVERYTHING_ENTRY } } : {}),
+  });
   res.load = new LoadThread();
   const urls: Record<Side, string> = { direct: res.upstream.url, gateway: res.bench.mcpUrl };
   console.error(`bench: upstream ${urls.direct}, gateway ${urls.gateway}, clients ${clientMode}`);
@@ -154,8 +162,14 @@ async function main(res: Resources): Promise<void> {
     machine,
     setup: {
       tool: 'echo {message} (server-everything), allowed',
-      upstream: 'server-everything, Streamable HTTP, separate process; the same instance for both sides',
-      gatewayPath: 'SDK client → Countersign /mcp/everything (in this process) → the same upstream over Streamable HTTP',
+      upstream:
+        upstreamMode === 'stdio'
+          ? 'direct: server-everything over Streamable HTTP; gateway: its own server-everything over stdio'
+          : 'server-everything, Streamable HTTP, separate process; the same instance for both sides',
+      gatewayPath:
+        upstreamMode === 'stdio'
+          ? 'SDK client → Countersign /mcp/everything (in this process) → server-everything over stdio'
+          : 'SDK client → Countersign /mcp/everything (in this process) → the same upstream over Streamable HTTP',
       policy: BENCH_POLICY,
       audit: 'on (hash-chained Redis stream, private redis-server; decision + result event per call)',
       clientMode:
