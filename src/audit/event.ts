@@ -23,7 +23,8 @@ export const auditCounterSchema = z.object({
 export const auditEventSchema = z.object({
   id: z.ulid(),
   time: z.iso.datetime({ offset: true }),
-  type: z.enum(['decision', 'result']),
+  /** `auth`: a client was locked out after too many wrong bearer tokens (server/tool are empty). */
+  type: z.enum(['decision', 'result', 'auth']),
   callId: z.ulid(),
   grant: z.string(),
   owner: z.string(),

@@ -93,9 +93,20 @@ export const configSchema = z
         /** Origin header values accepted (browsers send one); loopback origins are always accepted. */
         allowed_origins: z.array(z.string().min(1)).default([]),
         session_idle_timeout_ms: z.number().int().positive().default(30 * 60_000),
+        /** Wrong bearer tokens one client address may send per window before it is locked out (429). */
+        auth_failures: z
+          .object({ max: z.number().int().positive().default(20), window_seconds: z.number().int().positive().default(60) })
+          .strict()
+          .default({ max: 20, window_seconds: 60 }),
       })
       .strict()
-      .default({ max_body_bytes: 1024 * 1024, allowed_hosts: [], allowed_origins: [], session_idle_timeout_ms: 30 * 60_000 }),
+      .default({
+        max_body_bytes: 1024 * 1024,
+        allowed_hosts: [],
+        allowed_origins: [],
+        session_idle_timeout_ms: 30 * 60_000,
+        auth_failures: { max: 20, window_seconds: 60 },
+      }),
     /** Largest tool-call `arguments` object, as JSON bytes. */
     max_argument_bytes: z.number().int().positive().default(256 * 1024),
     /** How long SIGTERM waits for calls in flight before closing. */

@@ -7,6 +7,7 @@ import { AuditLog } from '../audit/log.js';
 import { AuditSpool } from '../audit/spool.js';
 import type { GatewayConfig } from '../config/load.js';
 import { createHttpApp } from '../http/app.js';
+import { AuthThrottle } from '../http/auth-throttle.js';
 import { GrantAuthenticator } from '../http/guards.js';
 import { McpHttpEndpoint } from '../http/mcp-endpoint.js';
 import { LimitCounters } from '../limits/counters.js';
@@ -76,7 +77,9 @@ export interface RunningGateway {
 export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
   const { services, redis } = await createServices(options);
   const { config } = options;
-  const mcp = new McpHttpEndpoint(services, new GrantAuthenticator(config.grants, config.anonymous));
+  const { max, window_seconds } = config.raw.http.auth_failures;
+  const throttle = new AuthThrottle(redis, config.raw.redis.prefix, max, window_seconds, services.now);
+  const mcp = new McpHttpEndpoint(services, new GrantAuthenticator(config.grants, config.anonymous), throttle);
   const app = createHttpApp(services, mcp, {
     check: async () => {
       const checks: Record<string, string> = {};

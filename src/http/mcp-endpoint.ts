@@ -3,10 +3,13 @@ import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/
 import { InitializeRequestSchema, isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { Request, Response } from 'express';
 import { z } from 'zod';
+import { hashArguments } from '../audit/args.js';
+import { newUlid } from '../ids/ulid.js';
 import type { ServerEntry } from '../config/load.js';
 import { GatewaySession } from '../gateway/session.js';
 import type { GatewayServices } from '../gateway/services.js';
 import { BodyTooLargeError, readBody } from './body.js';
+import type { AuthThrottle } from './auth-throttle.js';
 import type { GrantAuthenticator } from './guards.js';
 import { jsonRpcError } from './guards.js';
 
@@ -23,6 +26,11 @@ function invalidInitialize(res: Response, body: unknown): boolean {
   const reason = checked.success ? 'send exactly one initialize request, not a batch' : z.prettifyError(checked.error);
   jsonRpcError(res, 400, -32602, `Invalid params for initialize: ${reason}`);
   return true;
+}
+
+function tooManyFailures(res: Response, retryAfterSeconds: number): void {
+  res.setHeader('Retry-After', String(retryAfterSeconds));
+  jsonRpcError(res, 429, -32001, `Too many wrong bearer tokens from this address; retry after ${retryAfterSeconds} s`);
 }
 
 interface HttpSession {
@@ -46,6 +54,7 @@ export class McpHttpEndpoint {
   constructor(
     private readonly services: GatewayServices,
     private readonly auth: GrantAuthenticator,
+    private readonly throttle: AuthThrottle,
   ) {
     const idle = services.config.raw.http.session_idle_timeout_ms;
     this.reaper = setInterval(() => void this.reapIdle(idle), Math.min(idle, 60_000));
@@ -64,9 +73,16 @@ export class McpHttpEndpoint {
       jsonRpcError(res, 404, -32000, `No upstream server named "${endpoint}"`);
       return;
     }
+    const address = req.socket.remoteAddress ?? 'unknown';
+    const locked = this.throttle.lockout(address);
+    if (locked) {
+      tooManyFailures(res, locked.retryAfterSeconds);
+      return;
+    }
     const grant = this.auth.authenticate(req.headers.authorization);
     if (!grant) {
       this.services.metrics.authFailures.inc();
+      if (await this.lockedOutNow(address)) return tooManyFailures(res, this.throttle.lockout(address)?.retryAfterSeconds ?? 1);
       res.setHeader('WWW-Authenticate', 'Bearer realm="countersign"');
       jsonRpcError(res, 401, -32001, 'Unauthorized: a valid bearer token (Authorization: Bearer <token>) is required');
       return;
@@ -136,6 +152,41 @@ export class McpHttpEndpoint {
     this.services.logger.info({ session: id, grant: grant.id, endpoint }, 'session opened');
     await this.serve(entry, req, res, body);
   };
+
+  /** Counts a wrong token; true when the address is now locked out (the lockout's start is audited once). */
+  private async lockedOutNow(address: string): Promise<boolean> {
+    let lockout;
+    try {
+      lockout = await this.throttle.failure(address);
+    } catch {
+      return false; // Redis is down: every call is refused anyway; the failure cannot be counted
+    }
+    if (!lockout) return false;
+    if (lockout.first) {
+      const { window_seconds, max } = this.services.config.raw.http.auth_failures;
+      this.services.logger.warn({ address, max, window_seconds }, 'client locked out after too many wrong bearer tokens');
+      await this.services.auditSpool
+        .write({
+          id: newUlid(),
+          time: new Date(this.services.now()).toISOString(),
+          type: 'auth',
+          callId: newUlid(),
+          grant: '',
+          owner: '',
+          session: null,
+          server: '',
+          tool: '',
+          argsSha256: hashArguments({}),
+          decision: 'deny',
+          reason: 'auth_locked_out',
+          rule: null,
+          message: `client ${address} sent more than ${max} wrong bearer tokens within ${window_seconds} s; locked out for ${lockout.retryAfterSeconds} s`,
+          counters: [],
+        })
+        .catch((error: Error) => this.services.logger.error({ err: error.message }, 'audit write failed'));
+    }
+    return true;
+  }
 
   private async serve(entry: HttpSession, req: Request, res: Response, body: unknown): Promise<void> {
     entry.lastSeen = Date.now();

@@ -1,0 +1,77 @@
+import { createHash } from 'node:crypto';
+import { request } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
+import { AuditLog } from '../src/audit/log.js';
+import { startTestGateway, toyServer } from './support/gateway.js';
+import type { TestGateway } from './support/gateway.js';
+import { connectTestRedis } from './support/redis.js';
+
+const initialize = JSON.stringify({
+  jsonrpc: '2.0',
+  id: 1,
+  method: 'initialize',
+  params: { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+});
+
+/** POSTs an initialize from a chosen loopback source address. */
+function post(url: string, token: string, localAddress: string): Promise<{ status: number; retryAfter?: string }> {
+  const { port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/mcp',
+        method: 'POST',
+        localAddress,
+        headers: {
+          authorization: `Bearer ${token}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+        },
+      },
+      (res) => {
+        res.resume();
+        resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] });
+      },
+    );
+    req.on('error', reject);
+    req.end(initialize);
+  });
+}
+
+describe('bearer-token brute force', () => {
+  let gateway: TestGateway;
+  beforeAll(async () => {
+    gateway = await startTestGateway({
+      policies: { 'p.json': { version: '1', default: 'allow' } },
+      config: {
+        servers: { toy: toyServer('p.json') },
+        grants: [{ id: 'a', owner: 'alice', token_sha256: createHash('sha256').update('right-token').digest('hex') }],
+        http: { auth_failures: { max: 3, window_seconds: 3600 } },
+      },
+    });
+  });
+  afterAll(async () => {
+    await gateway?.stop();
+  });
+
+  it('locks out an address after too many wrong tokens, even for the right token, and audits it once', async () => {
+    for (let i = 0; i < 3; i++) expect((await post(gateway.url, `guess-${i}`, '127.0.0.1')).status).toBe(401);
+    const fourth = await post(gateway.url, 'guess-3', '127.0.0.1');
+    expect(fourth.status).toBe(429);
+    expect(Number(fourth.retryAfter)).toBeGreaterThan(0);
+    expect((await post(gateway.url, 'guess-4', '127.0.0.1')).status).toBe(429);
+    expect((await post(gateway.url, 'right-token', '127.0.0.1')).status).toBe(429);
+    // Another client address is not affected.
+    expect((await post(gateway.url, 'right-token', '127.0.0.2')).status).toBe(200);
+
+    const redis = await connectTestRedis();
+    const events = await new AuditLog({ redis, prefix: gateway.prefix }).query({ type: 'auth' });
+    redis.disconnect();
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({ decision: 'deny', reason: 'auth_locked_out' });
+    expect(events[0]?.message).toContain('127.0.0.1');
+  });
+});
