@@ -5,28 +5,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { connectClient, toyServer } from './support/gateway.js';
-import { runCli, spawnCli } from './support/cli.js';
+import { runCli, startServe } from './support/cli.js';
 
-/** Starts `countersign serve` and resolves with its URL once it listens. */
 const TOKEN = 'secret-agent-token-5f1c9e';
-
-async function startServe(cwd: string, configFile: string): Promise<{ child: ChildProcessWithoutNullStreams; url: string; log: () => string }> {
-  const child = spawnCli(['serve', '--config', configFile], { cwd, env: { AGENT_TOKEN: TOKEN, LOG_LEVEL: 'debug' } });
-  let log = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`serve did not start:\n${log}`)), 30_000);
-    child.stderr.on('data', (chunk: Buffer) => {
-      log += chunk.toString();
-      const match = /Countersign gateway: (http:\/\/[^/\s]+)\/mcp/.exec(log);
-      if (match?.[1]) {
-        clearTimeout(timer);
-        resolve(match[1]);
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`serve exited with ${code}:\n${log}`)));
-  });
-  return { child, url, log: () => log };
-}
+const serveIn = (cwd: string, configFile: string) => startServe(configFile, { cwd, env: { AGENT_TOKEN: TOKEN, LOG_LEVEL: 'debug' } });
 
 const exited = (child: ChildProcessWithoutNullStreams): Promise<number | null> =>
   child.exitCode !== null ? Promise.resolve(child.exitCode) : new Promise((resolve) => child.once('exit', (code) => resolve(code)));
@@ -54,7 +36,7 @@ describe('countersign serve with no REDIS_URL', () => {
   });
 
   it('starts a private Redis, drains a call in flight on SIGTERM, and keeps the audit trail across restarts', async () => {
-    const first = await startServe(dir, configFile);
+    const first = await serveIn(dir, configFile);
     expect(first.log()).toContain('started a private redis-server');
     const redisState = JSON.parse(await readFile(path.join(dir, 'state/redis/embedded.json'), 'utf8')) as { pid: number };
     expect(redisState.pid).toBeGreaterThan(0);
@@ -71,7 +53,7 @@ describe('countersign serve with no REDIS_URL', () => {
     expect(() => process.kill(redisState.pid, 0)).toThrow();
 
     // A new process starts Redis again from its append-only file: the earlier events are still there.
-    const second = await startServe(dir, configFile);
+    const second = await serveIn(dir, configFile);
     const query = await runCli(['audit', 'query', '--config', configFile, '--json'], { LOG_LEVEL: 'warn', AGENT_TOKEN: TOKEN }, dir);
     const verify = await runCli(['audit', 'verify', '--config', configFile], { LOG_LEVEL: 'warn', AGENT_TOKEN: TOKEN }, dir);
     second.child.kill('SIGTERM');

@@ -1,4 +1,3 @@
-import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -6,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { AuditLog } from '../../src/audit/log.js';
-import { spawnCli } from '../support/cli.js';
+import { startServe } from '../support/cli.js';
+import type { ServeProcess } from '../support/cli.js';
 import { connectClient, toyServer } from '../support/gateway.js';
 import { connectTestRedis, dropPrefix, testRedisUrl, uniquePrefix } from '../support/redis.js';
 
@@ -16,23 +16,8 @@ const POLICY = {
   tools: { CloneContainerToECR: { limits: [{ counter: 'clone', window: 'hour', max: 10, scope: 'global' }] } },
 };
 
-async function startReplica(dir: string, configFile: string): Promise<{ child: ChildProcessWithoutNullStreams; url: string }> {
-  const child = spawnCli(['serve', '--config', configFile], { cwd: dir, env: { LOG_LEVEL: 'warn' } });
-  let log = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`replica did not start:\n${log}`)), 30_000);
-    child.stderr.on('data', (chunk: Buffer) => {
-      log += chunk.toString();
-      const match = /Countersign gateway: (http:\/\/[^/\s]+)\/mcp/.exec(log);
-      if (match?.[1]) {
-        clearTimeout(timer);
-        resolve(match[1]);
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`replica exited with ${code}:\n${log}`)));
-  });
-  return { child, url };
-}
+const startReplica = (dir: string, configFile: string): Promise<ServeProcess> =>
+  startServe(configFile, { cwd: dir, env: { LOG_LEVEL: 'warn' } });
 
 describe('two gateway replicas on one Redis', () => {
   let dir: string;

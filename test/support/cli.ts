@@ -40,3 +40,30 @@ export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}, cwd: s
   const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? -1)));
   return { code, stdout, stderr };
 }
+
+export interface ServeProcess {
+  child: ChildProcessWithoutNullStreams;
+  /** Base URL, e.g. http://127.0.0.1:41234 */
+  url: string;
+  /** Everything the process wrote to stderr so far. */
+  log: () => string;
+}
+
+/** Starts `countersign serve --config <file>` and resolves once it listens. */
+export async function startServe(configFile: string, options: { cwd: string; env?: NodeJS.ProcessEnv }): Promise<ServeProcess> {
+  const child = spawnCli(['serve', '--config', configFile], options);
+  let log = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`serve did not start:\n${log}`)), 30_000);
+    child.stderr.on('data', (chunk: Buffer) => {
+      log += chunk.toString();
+      const match = /Countersign gateway: (http:\/\/[^/\s]+)\/mcp/.exec(log);
+      if (match?.[1]) {
+        clearTimeout(timer);
+        resolve(match[1]);
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`serve exited with ${code}:\n${log}`)));
+  });
+  return { child, url, log: () => log };
+}
