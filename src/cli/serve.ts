@@ -19,6 +19,13 @@ export async function serve(configFile: string, logger: Logger): Promise<void> {
   );
   process.stderr.write(`Countersign gateway: ${gateway.url}/mcp  (health: ${gateway.url}/healthz)\n`);
 
+  process.on('SIGHUP', () => {
+    gateway.reloadPolicies().then(
+      () => logger.info('SIGHUP: policies reloaded'),
+      (error: Error) => logger.error({ err: error.message }, 'SIGHUP: policies NOT reloaded (the previous ones stay in force)'),
+    );
+  });
+
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
       logger.info({ signal, grace_ms: config.raw.shutdown_grace_ms }, 'shutting down: draining calls in flight');

@@ -70,6 +70,11 @@ export async function createServices(options: GatewayOptions): Promise<{ service
 export interface RunningGateway {
   url: string;
   services: GatewayServices;
+  /**
+   * Loads every policy again and swaps them in at once. If any file is invalid, nothing changes and the
+   * error lists every problem: the gateway keeps enforcing the policies it had.
+   */
+  reloadPolicies(): Promise<void>;
   /** Stops taking sessions, waits for calls in flight up to the grace period, then closes everything. */
   close(): Promise<void>;
 }
@@ -118,5 +123,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     })();
     return closing;
   };
-  return { url, services, close };
+  const reloadPolicies = async (): Promise<void> => {
+    const next = await PolicyBook.load(config);
+    services.policies = next;
+    mcp.notifyToolListChanged();
+  };
+  return { url, services, close, reloadPolicies };
 }

@@ -221,6 +221,11 @@ export class McpHttpEndpoint {
     }
   }
 
+  /** Tells every open session that its tool list may have changed (after a policy reload). */
+  notifyToolListChanged(): void {
+    for (const entry of this.sessions.values()) void entry.session.server.sendToolListChanged().catch(() => undefined);
+  }
+
   /** Stops opening sessions (shutdown begins). */
   stopAccepting(): void {
     this.accepting = false;
