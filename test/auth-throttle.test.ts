@@ -75,3 +75,34 @@ describe('bearer-token brute force', () => {
     expect(events[0]?.message).toContain('127.0.0.1');
   });
 });
+
+describe('bearer-token brute force behind a trusted reverse proxy', () => {
+  it('locks out the forwarded client address, not the proxy', async () => {
+    const gateway = await startTestGateway({
+      policies: { 'p.json': { version: '1', default: 'allow' } },
+      config: {
+        servers: { toy: toyServer('p.json') },
+        grants: [{ id: 'a', owner: 'alice', token_sha256: createHash('sha256').update('right-token').digest('hex') }],
+        http: { auth_failures: { max: 2, window_seconds: 3600 }, trusted_proxies: ['127.0.0.1'] },
+      },
+    });
+    const send = (token: string, client: string) =>
+      fetch(`${gateway.url}/mcp`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${token}`,
+          'x-forwarded-for': client,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+        },
+        body: initialize,
+      }).then(async (res) => {
+        await res.text();
+        return res.status;
+      });
+    expect([await send('x', '198.51.100.7'), await send('y', '198.51.100.7'), await send('z', '198.51.100.7')]).toEqual([401, 401, 429]);
+    expect(await send('right-token', '198.51.100.7')).toBe(429);
+    expect(await send('right-token', '198.51.100.8')).toBe(200);
+    await gateway.stop();
+  });
+});

@@ -93,6 +93,8 @@ export const configSchema = z
         /** Origin header values accepted (browsers send one); loopback origins are always accepted. */
         allowed_origins: z.array(z.string().min(1)).default([]),
         session_idle_timeout_ms: z.number().int().positive().default(30 * 60_000),
+        /** Addresses of reverse proxies whose X-Forwarded-For is believed (to find the client's address). */
+        trusted_proxies: z.array(z.string().min(1)).default([]),
         /** Wrong bearer tokens one client address may send per window before it is locked out (429). */
         auth_failures: z
           .object({ max: z.number().int().positive().default(20), window_seconds: z.number().int().positive().default(60) })
@@ -105,6 +107,7 @@ export const configSchema = z
         allowed_hosts: [],
         allowed_origins: [],
         session_idle_timeout_ms: 30 * 60_000,
+        trusted_proxies: [],
         auth_failures: { max: 20, window_seconds: 60 },
       }),
     /** Largest tool-call `arguments` object, as JSON bytes. */

@@ -68,3 +68,25 @@ export class AuthThrottle {
     for (const [address, until] of this.lockedUntil) if (until <= now) this.lockedUntil.delete(address);
   }
 }
+
+/**
+ * The client's address: the socket's peer, or — when that peer is a trusted reverse proxy — the
+ * rightmost X-Forwarded-For entry that is not itself a trusted proxy (entries further left can be forged).
+ */
+export function clientAddress(socketAddress: string | undefined, forwardedFor: string | string[] | undefined, trusted: ReadonlySet<string>): string {
+  const peer = normalize(socketAddress ?? 'unknown');
+  if (!trusted.has(peer) || forwardedFor === undefined) return peer;
+  const hops = (Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor)
+    .split(',')
+    .map((hop) => normalize(hop.trim()))
+    .filter(Boolean);
+  for (let i = hops.length - 1; i >= 0; i--) {
+    const hop = hops[i];
+    if (hop !== undefined && !trusted.has(hop)) return hop;
+  }
+  return peer;
+}
+
+function normalize(address: string): string {
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
+}

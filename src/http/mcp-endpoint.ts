@@ -9,6 +9,7 @@ import type { ServerEntry } from '../config/load.js';
 import { GatewaySession } from '../gateway/session.js';
 import type { GatewayServices } from '../gateway/services.js';
 import { BodyTooLargeError, readBody } from './body.js';
+import { clientAddress } from './auth-throttle.js';
 import type { AuthThrottle } from './auth-throttle.js';
 import type { GrantAuthenticator } from './guards.js';
 import { jsonRpcError } from './guards.js';
@@ -49,6 +50,7 @@ interface HttpSession {
 export class McpHttpEndpoint {
   private readonly sessions = new Map<string, HttpSession>();
   private readonly reaper: NodeJS.Timeout;
+  private readonly trustedProxies: ReadonlySet<string>;
   private accepting = true;
 
   constructor(
@@ -56,6 +58,7 @@ export class McpHttpEndpoint {
     private readonly auth: GrantAuthenticator,
     private readonly throttle: AuthThrottle,
   ) {
+    this.trustedProxies = new Set(services.config.raw.http.trusted_proxies);
     const idle = services.config.raw.http.session_idle_timeout_ms;
     this.reaper = setInterval(() => void this.reapIdle(idle), Math.min(idle, 60_000));
     this.reaper.unref();
@@ -73,7 +76,7 @@ export class McpHttpEndpoint {
       jsonRpcError(res, 404, -32000, `No upstream server named "${endpoint}"`);
       return;
     }
-    const address = req.socket.remoteAddress ?? 'unknown';
+    const address = clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], this.trustedProxies);
     const locked = this.throttle.lockout(address);
     if (locked) {
       tooManyFailures(res, locked.retryAfterSeconds);
