@@ -95,6 +95,7 @@ describe('countersign audit', () => {
     expect(all.code).toBe(0);
     const events = all.stdout.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
     expect(events.map((e) => [e.type, e.tool, e.decision])).toEqual([
+      ['policy', '', 'allow'],
       ['decision', 'DescribeCluster', 'allow'],
       ['result', 'DescribeCluster', 'allow'],
       ['decision', 'DeleteCluster', 'deny'],
@@ -111,7 +112,7 @@ describe('countersign audit', () => {
   it('verify passes an intact trail and exits 1 naming the first hand-edited event', async () => {
     const ok = await runCli(['audit', 'verify', '--config', configFile]);
     expect(ok.code).toBe(0);
-    expect(ok.stdout).toContain('3 events');
+    expect(ok.stdout).toContain('4 events');
 
     // Someone with Redis access rewrites the stream, turning the denial into an allow.
     const redis = await connectTestRedis();
@@ -125,7 +126,7 @@ describe('countersign audit', () => {
     redis.disconnect();
     const broken = await runCli(['audit', 'verify', '--config', configFile]);
     expect(broken.code).toBe(1);
-    expect(broken.stdout).toContain(`entry 2 (stream id ${entries[2]?.[0]})`);
+    expect(broken.stdout).toContain(`entry 3 (stream id ${entries[3]?.[0]})`);
     expect(broken.stdout).toContain('edited');
   });
 });

@@ -7,7 +7,8 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { startServe } from './support/cli.js';
 import type { ServeProcess } from './support/cli.js';
 import { connectClient, toyServer } from './support/gateway.js';
-import { testRedisUrl, uniquePrefix } from './support/redis.js';
+import { AuditLog } from '../src/audit/log.js';
+import { connectTestRedis, testRedisUrl, uniquePrefix } from './support/redis.js';
 
 async function until(check: () => boolean, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -20,6 +21,7 @@ async function until(check: () => boolean, timeoutMs: number): Promise<void> {
 describe('SIGHUP reloads policies', () => {
   let dir: string;
   let serve: ServeProcess;
+  const prefix = uniquePrefix('reload');
   const policyFile = (): string => path.join(dir, 'p.json');
 
   beforeAll(async () => {
@@ -28,7 +30,7 @@ describe('SIGHUP reloads policies', () => {
     const configFile = path.join(dir, 'countersign.json');
     await writeFile(
       configFile,
-      JSON.stringify({ listen: { port: 0 }, redis: { url: testRedisUrl(), prefix: uniquePrefix('reload') }, servers: { toy: toyServer('p.json') } }),
+      JSON.stringify({ listen: { port: 0 }, redis: { url: testRedisUrl(), prefix }, servers: { toy: toyServer('p.json') } }),
     );
     serve = await startServe(configFile, { cwd: dir, env: { LOG_LEVEL: 'info' } });
   });
@@ -60,5 +62,13 @@ describe('SIGHUP reloads policies', () => {
     // Still the previous (valid) policy: hidden, not allowed by the broken file's default.
     await expect(describe()).rejects.toThrow(/Unknown tool: DescribeCluster/);
     await client.close();
+
+    // The trail says which policy text was in force when: at start and after the good reload only.
+    const redis = await connectTestRedis();
+    const events = await new AuditLog({ redis, prefix }).query({ type: 'policy' });
+    redis.disconnect();
+    expect(events.map((e) => e.reason)).toEqual(['policies_loaded', 'policies_reloaded']);
+    expect(events[0]?.message).toMatch(/^p\.json sha256=[0-9a-f]{64}$/);
+    expect(events[1]?.message).not.toBe(events[0]?.message);
   });
 });

@@ -23,8 +23,11 @@ export const auditCounterSchema = z.object({
 export const auditEventSchema = z.object({
   id: z.ulid(),
   time: z.iso.datetime({ offset: true }),
-  /** `auth`: a client was locked out after too many wrong bearer tokens (server/tool are empty). */
-  type: z.enum(['decision', 'result', 'auth']),
+  /**
+   * `auth`: a client was locked out after too many wrong bearer tokens; `policy`: the policies in force
+   * (at start and after each reload), with their hashes in `message`. For both, server and tool are empty.
+   */
+  type: z.enum(['decision', 'result', 'auth', 'policy']),
   callId: z.ulid(),
   grant: z.string(),
   owner: z.string(),

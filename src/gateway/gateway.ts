@@ -4,7 +4,9 @@ import type { Redis } from 'ioredis';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { AuditLog } from '../audit/log.js';
+import { hashArguments } from '../audit/args.js';
 import { AuditSpool } from '../audit/spool.js';
+import { newUlid } from '../ids/ulid.js';
 import type { GatewayConfig } from '../config/load.js';
 import { createHttpApp } from '../http/app.js';
 import { AuthThrottle } from '../http/auth-throttle.js';
@@ -67,6 +69,30 @@ export async function createServices(options: GatewayOptions): Promise<{ service
   return { services, redis };
 }
 
+/** Writes which policies are in force (file and SHA-256 of each) to the audit trail. */
+async function recordPolicies(services: GatewayServices, reason: 'policies_loaded' | 'policies_reloaded'): Promise<void> {
+  const summary = services.policies.summary();
+  await services.auditSpool
+    .write({
+      id: newUlid(),
+      time: new Date(services.now()).toISOString(),
+      type: 'policy',
+      callId: newUlid(),
+      grant: '',
+      owner: '',
+      session: null,
+      server: '',
+      tool: '',
+      argsSha256: hashArguments(summary),
+      decision: 'allow',
+      reason,
+      rule: null,
+      message: summary.length ? summary.join('; ') : 'no policies: every call is denied',
+      counters: [],
+    })
+    .catch((error: Error) => services.logger.error({ err: error.message }, 'audit write failed'));
+}
+
 export interface RunningGateway {
   url: string;
   services: GatewayServices;
@@ -127,6 +153,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     const next = await PolicyBook.load(config);
     services.policies = next;
     mcp.notifyToolListChanged();
+    await recordPolicies(services, 'policies_reloaded');
   };
+  await recordPolicies(services, 'policies_loaded');
   return { url, services, close, reloadPolicies };
 }

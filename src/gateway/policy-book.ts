@@ -34,6 +34,13 @@ export class PolicyBook {
     return new PolicyBook(byServer, byServerGrant);
   }
 
+  /** Every distinct policy in force, as `file sha256=<hash>`, for the audit trail. */
+  summary(): string[] {
+    const all = new Set<Policy>([...this.byServerGrant.values()]);
+    for (const policy of this.byServer.values()) if (policy) all.add(policy);
+    return [...all].map((p) => `${p.file} sha256=${p.sha256}`).sort();
+  }
+
   resolve(server: string, grant: string): Policy | undefined {
     return this.byServerGrant.get(`${server}\u0000${grant}`) ?? this.byServer.get(server);
   }

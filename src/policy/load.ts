@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 /**
  * Policy loading: read → size and nesting guard → JSON.parse → validate (all issues, document order)
  * → expand shorthand (`rate_limit`, window names) → compile (regexes, paths, rule order) → check counters.
@@ -110,7 +111,7 @@ class Compiler {
     });
   }
 
-  policy(doc: RawPolicyDocument): Policy {
+  policy(doc: RawPolicyDocument): Omit<Policy, 'sha256'> {
     const allToolsLimits = this.limits(doc.all_tools, '/all_tools', 'all_tools_rate');
     const exact = new Map<string, ToolRule>();
     const patterns: ToolRule[] = [];
@@ -169,7 +170,7 @@ export function parsePolicy(text: string, file: string): Policy {
   const compiler = new Compiler(file);
   const policy = compiler.policy(parsed.data);
   if (compiler.issues.length > 0) throw new PolicyError(compiler.issues);
-  return policy;
+  return { ...policy, sha256: createHash('sha256').update(text).digest('hex') };
 }
 
 /**

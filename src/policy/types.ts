@@ -62,6 +62,8 @@ export interface ToolRule {
 
 export interface Policy {
   file: string;
+  /** Hex SHA-256 of the document's text as loaded (recorded in the audit trail). */
+  sha256: string;
   defaultAction: 'allow' | 'deny';
   /** Exact names and globs removed from tools/list and refused as unknown tools. */
   hide: string[];
