@@ -243,10 +243,6 @@ export class GatewaySession {
     void this.server.sendToolListChanged().catch(() => undefined);
   }
 
-  get serverNames(): string[] {
-    return [...this.connections.keys()];
-  }
-
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

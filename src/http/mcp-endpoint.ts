@@ -64,10 +64,6 @@ export class McpHttpEndpoint {
     this.reaper.unref();
   }
 
-  get sessionCount(): number {
-    return this.sessions.size;
-  }
-
   handle = async (req: Request, res: Response): Promise<void> => {
     const serverParam = req.params.server;
     const endpoint = typeof serverParam === 'string' ? serverParam : '*';
