@@ -166,7 +166,12 @@ export class UpstreamConnection {
     const transport = makeTransport();
     client.onclose = () => this.onClosed(client);
     client.onerror = (error) => this.logger.debug({ server: this.name, err: error.message }, 'upstream transport error');
-    await client.connect(transport, { timeout: 30_000 });
+    try {
+      await client.connect(transport, { timeout: 30_000 });
+    } catch (error) {
+      await client.close().catch(() => undefined);
+      throw error;
+    }
     this.client = client;
     this.connected = true;
     this.attempt = 0;
