@@ -1,4 +1,7 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { createLogger } from '../log/logger.js';
 import { auditQuery, auditVerify } from './audit.js';
@@ -25,7 +28,12 @@ function run(work: () => Promise<number | void>): () => Promise<void> {
   };
 }
 
+const { version } = JSON.parse(
+  readFileSync(path.join(path.dirname(fileURLToPath(import.meta.url)), '../../package.json'), 'utf8'),
+) as { version: string };
+
 const program = new Command('countersign')
+  .version(version)
   .description('An MCP gateway with a human in the loop: policy, rate limits and a verifiable audit trail for every tool call.')
   .showHelpAfterError();
 
