@@ -39,7 +39,7 @@ interface Connected {
  * undici only drops its listener when the Request is collected, so a busy session would otherwise raise a
  * MaxListenersExceededWarning per call (see warnings.ts). Used on both sides alike.
  */
-const benchFetch: FetchLike = (url, init) => {
+export const benchFetch: FetchLike = (url, init) => {
   if (init?.signal) setMaxListeners(0, init.signal);
   return fetch(url, init);
 };

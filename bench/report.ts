@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { LatencySummary } from './stats.js';
 import { round } from './stats.js';
 import type { MachineInfo } from './system.js';
+import type { PrecisionResult } from './precision.js';
 
 export interface SideResult {
   latency: LatencySummary;
@@ -24,6 +25,10 @@ export interface ConcurrencyResult {
   addedP99Ms: number;
   /** gateway calls/s ÷ direct calls/s */
   throughputRatio: number;
+  /** mcp-proxy (npm) in front of its own server-everything over stdio; stdio topology only. */
+  proxy?: SideResult;
+  /** Countersign against mcp-proxy: calls/s ratio and added latency. */
+  vsProxy?: { throughputRatio: number; addedP50Ms: number; addedP99Ms: number };
 }
 
 export interface Aim {
@@ -49,17 +54,22 @@ export interface BenchReport {
     rounds: number;
     order: string;
     callsPerRound: Record<string, number>;
+    proxy?: string;
   };
   results: ConcurrencyResult[];
   aims: Aim[];
-  auditTrail: { events: number; verified: boolean };
+  /** Goals against the plain proxy, per concurrency (stdio topology only). */
+  proxyGoals?: Aim[];
+  /** Two gateway processes, one Redis, one global limit (stdio run only). */
+  precision?: PrecisionResult;
+  auditTrail: { events: number; policyEvents: number; verified: boolean };
   notes: string[];
 }
 
 export const ADDED_P50_AIM_MS = 1;
 export const THROUGHPUT_AIM = 0.7;
 
-export function compare(concurrency: number, direct: SideResult, gateway: SideResult): ConcurrencyResult {
+export function compare(concurrency: number, direct: SideResult, gateway: SideResult, proxy?: SideResult): ConcurrencyResult {
   return {
     concurrency,
     direct,
@@ -67,7 +77,46 @@ export function compare(concurrency: number, direct: SideResult, gateway: SideRe
     addedP50Ms: gateway.latency.p50 - direct.latency.p50,
     addedP99Ms: gateway.latency.p99 - direct.latency.p99,
     throughputRatio: gateway.callsPerSec / direct.callsPerSec,
+    ...(proxy
+      ? {
+          proxy,
+          vsProxy: {
+            throughputRatio: gateway.callsPerSec / proxy.callsPerSec,
+            addedP50Ms: gateway.latency.p50 - proxy.latency.p50,
+            addedP99Ms: gateway.latency.p99 - proxy.latency.p99,
+          },
+        }
+      : {}),
   };
+}
+
+export const PROXY_THROUGHPUT_GOAL = 1.0;
+export const PROXY_ADDED_P50_GOAL_MS = 0.3;
+export const DIRECT_THROUGHPUT_GOAL = 0.95;
+
+/**
+ * Goals against the plain proxy, judged at every concurrency: (1) Countersign (c) at least as many calls/s
+ * as mcp-proxy (b), with p50 within +0.3 ms of b; (2) c at least 95% of direct (a) calls/s.
+ */
+export function judgeProxy(results: readonly ConcurrencyResult[]): Aim[] {
+  const goals: Aim[] = [];
+  for (const r of results) {
+    if (!r.vsProxy) continue;
+    const { throughputRatio, addedP50Ms } = r.vsProxy;
+    goals.push({
+      name: `c=${r.concurrency}: Countersign vs mcp-proxy, c/b calls/s and added p50`,
+      target: `c/b >= ${PROXY_THROUGHPUT_GOAL.toFixed(2)} and p50 <= b + ${PROXY_ADDED_P50_GOAL_MS} ms`,
+      measured: `c/b ${throughputRatio.toFixed(3)}, p50 ${addedP50Ms >= 0 ? '+' : ''}${addedP50Ms.toFixed(3)} ms`,
+      pass: throughputRatio >= PROXY_THROUGHPUT_GOAL && addedP50Ms <= PROXY_ADDED_P50_GOAL_MS,
+    });
+    goals.push({
+      name: `c=${r.concurrency}: Countersign vs direct, c/a calls/s`,
+      target: `c/a >= ${DIRECT_THROUGHPUT_GOAL.toFixed(2)}`,
+      measured: `c/a ${r.throughputRatio.toFixed(3)}`,
+      pass: r.throughputRatio >= DIRECT_THROUGHPUT_GOAL,
+    });
+  }
+  return goals;
 }
 
 /** The aims from the issue: < 1 ms added at p50 (judged at concurrency 1), ≥ 70% of direct throughput at 32. */
@@ -110,7 +159,7 @@ const rate = (v: number): string => v.toFixed(0);
 export function formatReport(report: BenchReport): string {
   const { machine, setup } = report;
   const lines: string[] = [];
-  lines.push('Countersign benchmark — allowed tools/call of "echo", direct vs through the gateway');
+  lines.push(`Countersign benchmark — allowed tools/call of "echo", direct vs through the gateway${setup.proxy ? ' vs mcp-proxy' : ''}`);
   lines.push(
     `node ${machine.node} (${machine.platform}), CPU: ${machine.cpuModel}, ${machine.cores} cores, load average at start ${machine.loadAverageAtStart.toFixed(2)}`,
   );
@@ -155,16 +204,66 @@ export function formatReport(report: BenchReport): string {
   const rounds = (side: SideResult): string =>
     side.roundCallsPerSec.map((v, i) => `${rate(v)}/s over ${side.roundCalls[i] ?? 0}`).join(', ');
   for (const r of report.results) {
-    lines.push(`  c=${r.concurrency}: direct ${rounds(r.direct)}; gateway ${rounds(r.gateway)}`);
+    lines.push(
+      `  c=${r.concurrency}: direct ${rounds(r.direct)};${r.proxy ? ` mcp-proxy ${rounds(r.proxy)};` : ''} gateway ${rounds(r.gateway)}`,
+    );
+  }
+  const withProxy = report.results.filter((r) => r.proxy && r.vsProxy);
+  if (withProxy.length > 0) {
+    lines.push('');
+    lines.push(`three sides: (a) direct, (b) mcp-proxy — ${setup.proxy ?? 'plain proxy'}, (c) Countersign; ms and calls/s`);
+    const head3 = ['concurrency', 'a p50', 'a p99', 'a calls/s', 'b p50', 'b p99', 'b calls/s', 'c p50', 'c p99', 'c calls/s', 'c/b', 'c/a', 'c-b p50'];
+    const rows3 = withProxy.map((r) => {
+      const b = r.proxy as SideResult;
+      const vs = r.vsProxy ?? { throughputRatio: Number.NaN, addedP50Ms: Number.NaN };
+      return [
+        String(r.concurrency),
+        ms(r.direct.latency.p50),
+        ms(r.direct.latency.p99),
+        rate(r.direct.callsPerSec),
+        ms(b.latency.p50),
+        ms(b.latency.p99),
+        rate(b.callsPerSec),
+        ms(r.gateway.latency.p50),
+        ms(r.gateway.latency.p99),
+        rate(r.gateway.callsPerSec),
+        vs.throughputRatio.toFixed(3),
+        r.throughputRatio.toFixed(3),
+        `${vs.addedP50Ms >= 0 ? '+' : ''}${ms(vs.addedP50Ms)}`,
+      ];
+    });
+    lines.push(table([head3, ...rows3]));
   }
   lines.push('');
   lines.push('aims (from the issue: "under 1 ms added at p50, at least 70% of direct throughput at 32"; informational):');
   for (const aim of report.aims) {
     lines.push(`  ${aim.pass ? 'PASS' : 'MISS'}  ${aim.name}: ${aim.measured} (aim ${aim.target})`);
   }
+  if (report.proxyGoals && report.proxyGoals.length > 0) {
+    lines.push('');
+    lines.push('goals against the plain proxy ("c/b >= 1.0 in calls/s, p50 within +0.3 ms of b"; "c/a >= 0.95"; informational):');
+    for (const goal of report.proxyGoals) {
+      lines.push(`  ${goal.pass ? 'PASS' : 'MISS'}  ${goal.name}: ${goal.measured} (goal ${goal.target})`);
+    }
+  }
+  if (report.precision) {
+    const p = report.precision;
+    lines.push('');
+    lines.push(
+      `limiter precision: ${p.gateways} \`countersign serve\` processes, one Redis, global limit ${p.limit}/hour on echo; ` +
+        `${p.calls} concurrent calls over ${p.gateways * p.sessionsPerGateway} sessions (${p.sessionsPerGateway} per gateway)`,
+    );
+    lines.push(`  ${p.admitted === p.limit ? 'PASS' : 'FAIL'}  admitted: ${p.admitted} (must be exactly ${p.limit}; per gateway ${p.admittedPerGateway.join(' + ')})`);
+    lines.push(`        refused: ${p.refused}; other errors: ${p.otherErrors}${p.firstOtherError ? ` (first: ${p.firstOtherError})` : ''}`);
+    lines.push(
+      `  ${p.everyRefusalHasRetryAfter ? 'PASS' : 'FAIL'}  every refusal carries _meta["countersign/decision"].retryAfterSeconds: ` +
+        `${p.everyRefusalHasRetryAfter ? 'yes' : 'no'} (${p.refusedWithRetryAfter} of ${p.refused})`,
+    );
+    lines.push(`        wall time: ${p.wallMs.toFixed(0)} ms (first call sent to last answer)`);
+  }
   lines.push('');
   lines.push(
-    `audit trail: ${report.auditTrail.events} events, hash chain ${report.auditTrail.verified ? 'verified' : 'NOT VERIFIED'}; run took ${report.durationSeconds.toFixed(1)} s`,
+    `audit trail: ${report.auditTrail.events} events (${report.auditTrail.policyEvents} policy, the rest decision + result), hash chain ${report.auditTrail.verified ? 'verified' : 'NOT VERIFIED'}; run took ${report.durationSeconds.toFixed(1)} s`,
   );
   for (const note of report.notes) lines.push(`note: ${note}`);
   return lines.join('\n');

@@ -1,11 +1,13 @@
 /**
- * `npm run bench`: latency and throughput of an allowed tools/call, direct to server-everything and
- * through Countersign (policy with a limit + audit on), at concurrency 1 and 32. See bench/README.md.
+ * `npm run bench`: latency and throughput of an allowed tools/call, direct to server-everything,
+ * through mcp-proxy (npm; stdio topology only) and through Countersign (policy with a limit + audit on),
+ * at concurrency 1, 32 and 128; in the stdio run also the limiter precision across two gateway processes.
+ * See bench/README.md.
  *
  * Knobs (environment): BENCH_UPSTREAM=http|stdio (default http), BENCH_CLIENTS=shared|per-caller (default shared), BENCH_ROUNDS (default 2),
- * BENCH_SCALE (multiplies the call counts, default 1).
+ * BENCH_SCALE (multiplies the call counts, default 1), BENCH_PROXY=0 (no mcp-proxy side), BENCH_PRECISION=0 (no precision section).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,18 +17,25 @@ import { BENCH_POLICY, startBenchGateway } from './gateway.js';
 import type { BenchGateway } from './gateway.js';
 import type { ClientMode, LoadResult } from './load.js';
 import { LoadThread } from './load-thread.js';
-import { compare, formatReport, judge, writeReport } from './report.js';
+import { runPrecision } from './precision.js';
+import type { PrecisionResult } from './precision.js';
+import { compare, formatReport, judge, judgeProxy, writeReport } from './report.js';
 import type { BenchReport, ConcurrencyResult, SideResult } from './report.js';
 import { summarize } from './stats.js';
 import { machineInfo } from './system.js';
-import { EVERYTHING_ENTRY, startEverythingHttp } from './upstream.js';
+import { EVERYTHING_ENTRY, REPO_ROOT, startEverythingHttp, startMcpProxy } from './upstream.js';
 import { countListenerWarnings } from './warnings.js';
 import type { WarningCount } from './warnings.js';
 import type { RunningUpstream } from './upstream.js';
 
+const PROXY_VERSION = (
+  JSON.parse(await readFile(path.join(REPO_ROOT, 'node_modules/mcp-proxy/package.json'), 'utf8').catch(() => '{}')) as {
+    version?: string;
+  }
+).version ?? '?';
 const RESULTS_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results');
-/** The whole run is killed after this long (it takes well under a minute on 2 cores). */
-const WATCHDOG_MS = 170_000;
+/** The whole run is killed after this long (about two minutes per topology on 2 cores). */
+const WATCHDOG_MS = 300_000;
 /** One measured run stops early after this long. */
 const RUN_MAX_MS = 12_000;
 const WARMUP_CALLS = 200;
@@ -45,14 +54,23 @@ const RESULTS_FILE = path.join(RESULTS_DIR, upstreamMode === 'stdio' ? 'latest-s
 const LEVELS = [
   { concurrency: 1, calls: Math.max(50, Math.round(1000 * scale)) },
   { concurrency: 32, calls: Math.max(200, Math.round(4000 * scale)) },
+  { concurrency: 128, calls: Math.max(500, Math.round(4000 * scale)) },
 ];
+/** The mcp-proxy side fronts a stdio server, so it is measured in the stdio topology only. */
+const withProxy = upstreamMode === 'stdio' && process.env.BENCH_PROXY !== '0';
+/** The precision section does not depend on the topology: it runs once, in the stdio run. */
+const withPrecision = upstreamMode === 'stdio' && process.env.BENCH_PRECISION !== '0';
 
-type Side = 'direct' | 'gateway';
+type Side = 'direct' | 'proxy' | 'gateway';
 
-/** ABBA: direct, gateway, gateway, direct, … so slow drift (thermal, caches, GC) hits both sides alike. */
+/**
+ * Mirrored order: direct, (proxy,) gateway, gateway, (proxy,) direct, … so slow drift (thermal, caches, GC)
+ * hits every side alike.
+ */
 function order(roundCount: number): Side[] {
+  const forward: Side[] = withProxy ? ['direct', 'proxy', 'gateway'] : ['direct', 'gateway'];
   const sides: Side[] = [];
-  for (let i = 0; i < roundCount; i++) sides.push(...((i % 2 === 0 ? ['direct', 'gateway'] : ['gateway', 'direct']) as Side[]));
+  for (let i = 0; i < roundCount; i++) sides.push(...(i % 2 === 0 ? forward : [...forward].reverse()));
   return sides;
 }
 
@@ -91,6 +109,7 @@ interface Resources {
   dir?: string;
   redis?: EmbeddedRedis;
   upstream?: RunningUpstream;
+  proxy?: RunningUpstream;
   bench?: BenchGateway;
   load?: LoadThread;
 }
@@ -105,12 +124,14 @@ async function cleanUp(res: Resources): Promise<void> {
   };
   if (res.load) await step('load worker', () => res.load?.close() ?? Promise.resolve());
   if (res.bench) await step('gateway', () => res.bench?.gateway.close() ?? Promise.resolve());
+  if (res.proxy) await step('mcp-proxy', () => res.proxy?.stop() ?? Promise.resolve());
   if (res.upstream) await step('server-everything', () => res.upstream?.stop() ?? Promise.resolve());
   if (res.redis) await step('redis-server', () => res.redis?.stop() ?? Promise.resolve());
   if (res.dir) await step('temp dir', () => rm(res.dir ?? '', { recursive: true, force: true }));
 }
 
-async function main(res: Resources): Promise<void> {
+/** Returns false when a correctness check (not a performance aim) failed after the report was written. */
+async function main(res: Resources): Promise<boolean> {
   const started = Date.now();
   const machine = machineInfo();
   res.dir = await mkdtemp(path.join(os.tmpdir(), 'countersign-bench-'));
@@ -122,14 +143,17 @@ async function main(res: Resources): Promise<void> {
     upstreamUrl: res.upstream.url,
     ...(upstreamMode === 'stdio' ? { stdio: { entry: EVERYTHING_ENTRY } } : {}),
   });
+  if (withProxy) res.proxy = await startMcpProxy();
   res.load = new LoadThread();
-  const urls: Record<Side, string> = { direct: res.upstream.url, gateway: res.bench.mcpUrl };
-  console.error(`bench: upstream ${urls.direct}, gateway ${urls.gateway}, clients ${clientMode}`);
+  const urls: Record<Side, string> = { direct: res.upstream.url, proxy: res.proxy?.url ?? '', gateway: res.bench.mcpUrl };
+  console.error(
+    `bench: upstream ${urls.direct},${withProxy ? ` mcp-proxy ${urls.proxy},` : ''} gateway ${urls.gateway}, clients ${clientMode}`,
+  );
 
   const results: ConcurrencyResult[] = [];
   let gatewayCalls = 0;
   for (const level of LEVELS) {
-    const runs: Record<Side, LoadResult[]> = { direct: [], gateway: [] };
+    const runs: Record<Side, LoadResult[]> = { direct: [], proxy: [], gateway: [] };
     for (const side of order(rounds)) {
       const result = await res.load.run({
         url: urls[side],
@@ -143,17 +167,29 @@ async function main(res: Resources): Promise<void> {
       if (side === 'gateway') gatewayCalls += WARMUP_CALLS + result.latencies.length;
       runs[side].push(result);
       console.error(
-        `bench: c=${level.concurrency} ${side.padEnd(7)} ${result.latencies.length} calls in ${(result.elapsedMs / 1000).toFixed(2)} s`,
+        `bench: c=${level.concurrency} ${(side === 'proxy' ? 'mcp-proxy' : side).padEnd(9)} ${result.latencies.length} calls in ${(result.elapsedMs / 1000).toFixed(2)} s`,
       );
     }
-    results.push(compare(level.concurrency, sideResult(runs.direct), sideResult(runs.gateway)));
+    results.push(
+      compare(level.concurrency, sideResult(runs.direct), sideResult(runs.gateway), withProxy ? sideResult(runs.proxy) : undefined),
+    );
   }
 
-  // Every gateway call leaves a decision and a result event in the hash-chained trail.
+  // Every gateway call leaves a decision and a result event in the hash-chained trail; besides those, only
+  // the `policy` events (which policies are in force, written at start) may be there.
   const verified = await res.bench.gateway.services.audit.verify();
-  const expectedEvents = gatewayCalls * 2;
+  const policyEvents = (await res.bench.gateway.services.audit.query({ type: 'policy', limit: 1000 })).length;
+  const expectedEvents = gatewayCalls * 2 + policyEvents;
   if (!verified.ok || verified.count !== expectedEvents) {
-    throw new Error(`audit trail: expected ${expectedEvents} chained events, found ${verified.count} (ok: ${verified.ok})`);
+    throw new Error(
+      `audit trail: expected ${expectedEvents} chained events (${gatewayCalls} calls × 2 + ${policyEvents} policy), found ${verified.count} (ok: ${verified.ok})`,
+    );
+  }
+
+  let precision: PrecisionResult | undefined;
+  if (withPrecision) {
+    console.error('bench: limiter precision (two `countersign serve` processes, one Redis)');
+    precision = await runPrecision({ dir: res.dir, redisUrl: res.redis.url });
   }
 
   const report: BenchReport = {
@@ -181,15 +217,27 @@ async function main(res: Resources): Promise<void> {
       rounds,
       order: order(rounds).join(','),
       callsPerRound: Object.fromEntries(LEVELS.map((l) => [String(l.concurrency), l.calls])),
+      ...(withProxy
+        ? {
+            proxy: `mcp-proxy ${PROXY_VERSION} (npm, default settings; --server stream) → its own server-everything over stdio`,
+          }
+        : {}),
     },
     results,
     aims: judge(results),
-    auditTrail: { events: verified.count, verified: verified.ok },
+    ...(withProxy ? { proxyGoals: judgeProxy(results) } : {}),
+    ...(precision ? { precision } : {}),
+    auditTrail: { events: verified.count, policyEvents, verified: verified.ok },
     notes: notes(machine.loadAverageAtStart, res.load.suppressedWarnings, gatewayWarnings),
   };
   console.log(formatReport(report));
   await writeReport(report, RESULTS_FILE);
   console.log(`\nwritten: ${path.relative(process.cwd(), RESULTS_FILE)}`);
+  if (precision && !precision.pass) {
+    console.error('bench: limiter precision FAILED (see the report above)');
+    return false;
+  }
+  return true;
 }
 
 const gatewayWarnings = countListenerWarnings('bench');
@@ -209,7 +257,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 
 let exitCode = 0;
 try {
-  await main(resources);
+  if (!(await main(resources))) exitCode = 1;
 } catch (error) {
   console.error(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
   exitCode = 1;
