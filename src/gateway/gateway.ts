@@ -4,9 +4,7 @@ import type { Redis } from 'ioredis';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { AuditLog } from '../audit/log.js';
-import { hashArguments } from '../audit/args.js';
 import { AuditSpool } from '../audit/spool.js';
-import { newUlid } from '../ids/ulid.js';
 import type { GatewayConfig } from '../config/load.js';
 import { createHttpApp } from '../http/app.js';
 import { AuthThrottle } from '../http/auth-throttle.js';
@@ -16,6 +14,7 @@ import { LimitCounters } from '../limits/counters.js';
 import type { Logger } from '../log/logger.js';
 import { GatewayMetrics } from '../metrics/metrics.js';
 import { createRedis, waitReady } from '../redis/client.js';
+import { gatewayEvent, writeAudit } from './audit-write.js';
 import { InflightCalls } from './inflight.js';
 import { PolicyBook } from './policy-book.js';
 import type { GatewayServices } from './services.js';
@@ -72,25 +71,16 @@ export async function createServices(options: GatewayOptions): Promise<{ service
 /** Writes which policies are in force (file and SHA-256 of each) to the audit trail. */
 async function recordPolicies(services: GatewayServices, reason: 'policies_loaded' | 'policies_reloaded'): Promise<void> {
   const summary = services.policies.summary();
-  await services.auditSpool
-    .write({
-      id: newUlid(),
-      time: new Date(services.now()).toISOString(),
+  await writeAudit(
+    services,
+    gatewayEvent(services.now(), {
       type: 'policy',
-      callId: newUlid(),
-      grant: '',
-      owner: '',
-      session: null,
-      server: '',
-      tool: '',
-      argsSha256: hashArguments(summary),
       decision: 'allow',
       reason,
-      rule: null,
       message: summary.length ? summary.join('; ') : 'no policies: every call is denied',
-      counters: [],
-    })
-    .catch((error: Error) => services.logger.error({ err: error.message }, 'audit write failed'));
+      subject: summary,
+    }),
+  );
 }
 
 export interface RunningGateway {

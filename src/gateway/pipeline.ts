@@ -11,6 +11,7 @@ import { decide } from '../policy/decide.js';
 import { UpstreamInterruptedError, UpstreamUnavailableError } from '../upstream/connection.js';
 import type { UpstreamConnection } from '../upstream/connection.js';
 import { refusal, ruleLabel, unknownTool } from './answers.js';
+import { writeAudit } from './audit-write.js';
 import { MAX_PARAMS_DEPTH, nestedDeeperThan } from './json-depth.js';
 import type { RefusalDetail } from './answers.js';
 import type { ToolCatalog } from './catalog.js';
@@ -234,17 +235,4 @@ function decisionEvent(
     message: detail.message,
     counters,
   };
-}
-
-/**
- * Writes an event whose failure must not change the answer (refusals, results). While Redis is down it
- * is spooled locally and appended when Redis returns; any other failure is logged and counted.
- */
-async function writeAudit(services: GatewayServices, event: AuditEvent): Promise<void> {
-  try {
-    await services.auditSpool.write(event);
-  } catch (error) {
-    services.metrics.auditFailures.inc();
-    services.logger.error({ err: (error as Error).message, callId: event.callId, type: event.type }, 'audit write failed');
-  }
 }

@@ -3,9 +3,8 @@ import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/
 import { InitializeRequestSchema, isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { Request, Response } from 'express';
 import { z } from 'zod';
-import { hashArguments } from '../audit/args.js';
-import { newUlid } from '../ids/ulid.js';
 import type { ServerEntry } from '../config/load.js';
+import { gatewayEvent, writeAudit } from '../gateway/audit-write.js';
 import { GatewaySession } from '../gateway/session.js';
 import type { GatewayServices } from '../gateway/services.js';
 import { BodyTooLargeError, readBody } from './body.js';
@@ -164,25 +163,16 @@ export class McpHttpEndpoint {
     if (lockout.first) {
       const { window_seconds, max } = this.services.config.raw.http.auth_failures;
       this.services.logger.warn({ address, max, window_seconds }, 'client locked out after too many wrong bearer tokens');
-      await this.services.auditSpool
-        .write({
-          id: newUlid(),
-          time: new Date(this.services.now()).toISOString(),
+      await writeAudit(
+        this.services,
+        gatewayEvent(this.services.now(), {
           type: 'auth',
-          callId: newUlid(),
-          grant: '',
-          owner: '',
-          session: null,
-          server: '',
-          tool: '',
-          argsSha256: hashArguments({}),
           decision: 'deny',
           reason: 'auth_locked_out',
-          rule: null,
           message: `client ${address} sent more than ${max} wrong bearer tokens within ${window_seconds} s; locked out for ${lockout.retryAfterSeconds} s`,
-          counters: [],
-        })
-        .catch((error: Error) => this.services.logger.error({ err: error.message }, 'audit write failed'));
+          subject: {},
+        }),
+      );
     }
     return true;
   }
