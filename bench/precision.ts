@@ -13,7 +13,7 @@ import { pathToFileURL } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { benchFetch } from './load.js';
-import { EVERYTHING_ENTRY, REPO_ROOT } from './upstream.js';
+import { EVERYTHING_ENTRY, REPO_ROOT, stopper } from './upstream.js';
 
 export const PRECISION_POLICY = {
   version: '1',
@@ -63,14 +63,7 @@ async function startServe(configFile: string, timeoutMs = 30_000): Promise<Serve
     ['--import', loader, path.join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile],
     { cwd: REPO_ROOT, env, stdio: ['ignore', 'ignore', 'pipe'] },
   );
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const stop = async (): Promise<void> => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
-  };
+  const stop = stopper(child, 10_000);
   let log = '';
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`countersign serve did not start within ${timeoutMs} ms: ${log.trim()}`)), timeoutMs);

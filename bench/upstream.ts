@@ -26,6 +26,18 @@ function acceptsConnections(port: number): Promise<boolean> {
   });
 }
 
+/** Stops a child with SIGTERM, then SIGKILL after `graceMs`; resolves once it has exited. */
+export function stopper(child: ChildProcess, graceMs: number): () => Promise<void> {
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    await exited;
+    clearTimeout(timer);
+  };
+}
+
 /** Starts `args` (run by this Node) as a child listening on `port`; resolves once it accepts TCP connections. */
 async function startHttpChild(what: string, args: string[], port: number, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<RunningUpstream> {
   const child: ChildProcess = spawn(process.execPath, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
@@ -33,14 +45,7 @@ async function startHttpChild(what: string, args: string[], port: number, env: N
   child.stderr?.on('data', (chunk: Buffer) => {
     if (log.length < 8192) log += chunk.toString();
   });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const stop = async (): Promise<void> => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
-  };
+  const stop = stopper(child, 5000);
   const deadline = Date.now() + timeoutMs;
   while (!(await acceptsConnections(port))) {
     if (child.exitCode !== null || Date.now() > deadline) {
