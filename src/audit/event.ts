@@ -26,8 +26,10 @@ export const auditEventSchema = z.object({
   /**
    * `auth`: a client was locked out after too many wrong bearer tokens; `policy`: the policies in force
    * (at start and after each reload), with their hashes in `message`. For both, server and tool are empty.
+   * `approval`: a step of a human approval (reason approval_requested, approval_vote, approved, rejected,
+   * expired, cancelled, reviewer_refused), with `approvalId` and, for a person's action, `reviewer`.
    */
-  type: z.enum(['decision', 'result', 'auth', 'policy']),
+  type: z.enum(['decision', 'result', 'auth', 'policy', 'approval']),
   callId: z.ulid(),
   grant: z.string(),
   owner: z.string(),
@@ -37,7 +39,8 @@ export const auditEventSchema = z.object({
   argsSha256: z.string().regex(/^[0-9a-f]{64}$/, 'a hex SHA-256'),
   args: z.unknown().optional(),
   argsRedacted: z.unknown().optional(),
-  decision: z.enum(['allow', 'deny']),
+  /** `pending` while a call waits for a person (approval events). */
+  decision: z.enum(['allow', 'deny', 'pending']),
   /** Why: 'allowed', or a deny reason code such as 'default_deny', 'rate_limited', 'store_unavailable'. */
   reason: z.string().nullable(),
   /** The policy rule that matched, as "file#pointer". */
@@ -49,6 +52,10 @@ export const auditEventSchema = z.object({
   /** Result events only: time spent upstream. */
   durationMs: z.number().nonnegative().optional(),
   error: z.string().optional(),
+  /** Calls that needed a person: the approval they were parked under. */
+  approvalId: z.string().optional(),
+  /** Approval events: who acted ("U123 (alice)" from Slack, or the name given to the API). */
+  reviewer: z.string().optional(),
 });
 
 export type AuditEvent = z.infer<typeof auditEventSchema>;

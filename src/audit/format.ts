@@ -12,7 +12,7 @@ function row(event: AuditEvent): string[] {
   const why =
     event.type === 'result'
       ? `${event.outcome ?? '-'}${event.durationMs !== undefined ? ` ${event.durationMs}ms` : ''}${event.error ? `: ${event.error}` : ''}`
-      : (event.reason ?? '-');
+      : `${event.reason ?? '-'}${event.reviewer ? ` by ${event.reviewer}` : ''}${event.approvalId ? ` [${event.approvalId}]` : ''}`;
   return [
     event.time,
     event.type,

@@ -41,8 +41,8 @@ async function withAuditLog<T>(configFile: string, logger: Logger, work: (log: A
 }
 
 export async function auditQuery(configFile: string, options: AuditQueryOptions, logger: Logger, out: (text: string) => void): Promise<number> {
-  if (options.decision && options.decision !== 'allow' && options.decision !== 'deny') {
-    out('--decision must be "allow" or "deny"');
+  if (options.decision && !['allow', 'deny', 'pending'].includes(options.decision)) {
+    out('--decision must be "allow", "deny" or "pending"');
     return 2;
   }
   const limit = options.limit ? Number(options.limit) : undefined;
@@ -56,7 +56,7 @@ export async function auditQuery(configFile: string, options: AuditQueryOptions,
       ...(since ? { since } : {}),
       ...(options.grant ? { grant: options.grant } : {}),
       ...(options.tool ? { tool: options.tool } : {}),
-      ...(options.decision ? { decision: options.decision as 'allow' | 'deny' } : {}),
+      ...(options.decision ? { decision: options.decision as 'allow' | 'deny' | 'pending' } : {}),
       ...(limit ? { limit } : {}),
     }),
   );

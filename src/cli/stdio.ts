@@ -2,7 +2,7 @@ import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
 import { InitializeRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import { randomUUID } from 'node:crypto';
 import { loadConfig } from '../config/load.js';
-import { createServices } from '../gateway/gateway.js';
+import { closeApprovals, createServices } from '../gateway/gateway.js';
 import { HeldTransport } from '../gateway/held-transport.js';
 import { GatewaySession } from '../gateway/session.js';
 import type { Logger } from '../log/logger.js';
@@ -38,6 +38,7 @@ export async function stdio(configFile: string, grantId: string | undefined, log
       done = true;
       await services.inflight.drained(config.raw.shutdown_grace_ms);
       await session.close();
+      await closeApprovals(services);
       await services.auditSpool.close();
       await services.audit.close();
       client.disconnect();

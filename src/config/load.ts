@@ -32,6 +32,20 @@ export interface GatewayConfig {
   anonymous: boolean;
   redisUrl?: string;
   auditJsonl?: string;
+  /** From SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, SLACK_APP_TOKEN, SLACK_API_URL; absent without a bot token. */
+  slack?: SlackConfig;
+  /** COUNTERSIGN_ADMIN_TOKEN: the bearer token of the approvals API; without it the API is off. */
+  adminToken?: string;
+}
+
+export interface SlackConfig {
+  botToken: string;
+  /** HTTP mode: requests to POST /slack/events are verified with it. */
+  signingSecret?: string;
+  /** Socket Mode (no public URL): an app-level token xapp-…. */
+  appToken?: string;
+  /** Web API base URL, ending in "/". */
+  apiUrl?: string;
 }
 
 export interface ConfigIssue {
@@ -117,9 +131,30 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
       grantPolicyFiles,
     };
   });
+  let slack: SlackConfig | undefined;
+  if (env.SLACK_BOT_TOKEN) {
+    slack = { botToken: env.SLACK_BOT_TOKEN };
+    if (env.SLACK_SIGNING_SECRET) slack.signingSecret = env.SLACK_SIGNING_SECRET;
+    if (env.SLACK_APP_TOKEN) slack.appToken = env.SLACK_APP_TOKEN;
+    if (env.SLACK_API_URL) slack.apiUrl = env.SLACK_API_URL.endsWith('/') ? env.SLACK_API_URL : `${env.SLACK_API_URL}/`;
+    if (!slack.signingSecret && !slack.appToken) {
+      issues.push({
+        path: '(environment)',
+        message: 'SLACK_BOT_TOKEN is set but neither SLACK_SIGNING_SECRET (HTTP mode) nor SLACK_APP_TOKEN (Socket Mode) is: Slack clicks could not be received',
+      });
+    }
+  } else if (env.SLACK_SIGNING_SECRET || env.SLACK_APP_TOKEN) {
+    issues.push({ path: '(environment)', message: 'SLACK_SIGNING_SECRET or SLACK_APP_TOKEN is set without SLACK_BOT_TOKEN' });
+  }
+  const adminToken = env.COUNTERSIGN_ADMIN_TOKEN;
+  if (adminToken !== undefined && adminToken.length < 16) {
+    issues.push({ path: '(environment)', message: 'COUNTERSIGN_ADMIN_TOKEN must be at least 16 characters' });
+  }
   if (issues.length) throw new ConfigError(file, issues);
 
   return {
+    ...(slack ? { slack } : {}),
+    ...(adminToken ? { adminToken } : {}),
     file,
     raw,
     servers,

@@ -110,6 +110,15 @@ export const configSchema = z
         trusted_proxies: [],
         auth_failures: { max: 20, window_seconds: 60 },
       }),
+    approvals: z
+      .object({
+        /** Progress notifications to a client holding for a decision (when it sent a progress token). */
+        progress_interval_ms: z.number().int().min(100).default(15_000),
+        /** How often a waiting process re-reads its parked calls (pub/sub is the fast path). */
+        poll_ms: z.number().int().min(50).default(5_000),
+      })
+      .strict()
+      .default({ progress_interval_ms: 15_000, poll_ms: 5_000 }),
     /** Largest tool-call `arguments` object, as JSON bytes. */
     max_argument_bytes: z.number().int().positive().default(256 * 1024),
     /** How long SIGTERM waits for calls in flight before closing. */

@@ -4,13 +4,15 @@ import { CallToolResultSchema, ErrorCode, McpError } from '@modelcontextprotocol
 import type { CallToolRequest, CallToolResult, Progress } from '@modelcontextprotocol/sdk/types.js';
 import { newUlid } from '../ids/ulid.js';
 import { hashArguments, redactArguments } from '../audit/args.js';
-import type { AuditEvent } from '../audit/event.js';
+import type { AuditEvent, AuditOutcome } from '../audit/event.js';
 import { LimitStoreUnavailableError } from '../limits/counters.js';
 import type { CounterUse, Reservation } from '../limits/counters.js';
 import { decide } from '../policy/decide.js';
+import type { RuleRef } from '../policy/types.js';
 import { UpstreamInterruptedError, UpstreamUnavailableError } from '../upstream/connection.js';
 import type { UpstreamConnection } from '../upstream/connection.js';
 import { refusal, ruleLabel, unknownTool } from './answers.js';
+import { handleApprovalCall, rateLimited } from './approval-path.js';
 import { writeAudit } from './audit-write.js';
 import { MAX_PARAMS_DEPTH, nestedDeeperThan } from './json-depth.js';
 import type { RefusalDetail } from './answers.js';
@@ -21,11 +23,13 @@ import type { CallerIdentity, GatewayServices } from './services.js';
 export interface DownstreamCall {
   params: CallToolRequest['params'];
   signal: AbortSignal;
+  /** Aborted when the downstream session ends (an approved call may still run while the session lives). */
+  sessionSignal?: AbortSignal;
   /** Relays an upstream progress notification to the client under the client's own token. */
   sendProgress?: (progress: Progress) => Promise<void>;
 }
 
-type EventBase = Omit<AuditEvent, 'id' | 'time' | 'type' | 'decision' | 'reason' | 'rule' | 'message' | 'counters'>;
+export type EventBase = Omit<AuditEvent, 'id' | 'time' | 'type' | 'decision' | 'reason' | 'rule' | 'message' | 'counters'>;
 
 /**
  * The one path every tool call walks:
@@ -107,6 +111,20 @@ export async function handleToolCall(
     if (decision.reason === 'hidden') return refuseAsUnknown('hidden');
     return refuse({ reason: decision.reason, message: decision.message, rule: decision.rule });
   }
+  if (decision.kind === 'require_approval') {
+    metrics.calls.inc({ server: base.server, decision: 'approval', reason: 'approval_required' });
+    return handleApprovalCall({
+      services,
+      caller,
+      base,
+      connection,
+      upstreamTool: routed.tool.name,
+      args,
+      decision,
+      call,
+      refuse,
+    });
+  }
 
   let reservation: Reservation;
   try {
@@ -116,18 +134,7 @@ export async function handleToolCall(
       services.now(),
     );
     if (!reserved.ok) {
-      const { limit, retryAt, retryAfterSeconds } = reserved;
-      return refuse(
-        {
-          reason: 'rate_limited',
-          message: `rate limit reached: counter "${limit.counter}" allows ${limit.max} calls per ${limit.windowSeconds} s per ${limit.scope}.`,
-          rule: limit.rule,
-          retryAt: retryAt.toISOString(),
-          retryAfterSeconds,
-          counter: { name: limit.counter, scope: limit.scope, max: limit.max, windowSeconds: limit.windowSeconds },
-        },
-        [reserved.counter],
-      );
+      return refuse(rateLimited(reserved), [reserved.counter]);
     }
     reservation = reserved;
   } catch (error) {
@@ -139,45 +146,86 @@ export async function handleToolCall(
   }
 
   // Audit before side effects: no call is forwarded unless its decision is in the trail.
-  const allowed = decisionEvent(services.now(), base, 'allow', { reason: 'allowed', message: decision.message, rule: decision.rule }, reservation.counters);
+  const allowed = await auditAllowed(services, base, decision.rule, decision.message, reservation, 'allowed');
+  if (!allowed) return refuse(AUDIT_UNAVAILABLE);
+  metrics.calls.inc({ server: base.server, decision: 'allow', reason: 'allowed' });
+  const forwarded = await forward(services, base, decision.rule, reservation, connection, {
+    params: { ...call.params, name: routed.tool.name },
+    signal: call.signal,
+    ...(call.sendProgress ? { sendProgress: call.sendProgress } : {}),
+  });
+  metrics.callDuration.observe({ server: base.server, outcome: forwarded.outcome }, (performance.now() - started) / 1000);
+  if (forwarded.error) throw forwarded.error;
+  return forwarded.result;
+}
+
+const AUDIT_UNAVAILABLE: RefusalDetail = {
+  reason: 'audit_unavailable',
+  message: 'the audit trail cannot be written (Redis cannot be reached), so no call is allowed; try again shortly.',
+};
+
+/** Writes the allow decision; on failure gives the counters back and returns false (the call is refused). */
+export async function auditAllowed(
+  services: GatewayServices,
+  base: EventBase,
+  rule: RuleRef,
+  message: string,
+  reservation: Reservation,
+  reason: 'allowed' | 'approved',
+): Promise<boolean> {
+  const event = decisionEvent(services.now(), base, 'allow', { reason, message, rule }, reservation.counters);
   try {
-    await services.audit.append(allowed);
+    await services.audit.append(event);
+    return true;
   } catch (error) {
-    metrics.auditFailures.inc();
+    services.metrics.auditFailures.inc();
     services.logger.error({ err: (error as Error).message, callId: base.callId }, 'audit write failed; refusing the call');
     await services.limits.release(reservation).catch(() => undefined);
-    return refuse({
-      reason: 'audit_unavailable',
-      message: 'the audit trail cannot be written (Redis cannot be reached), so no call is allowed; try again shortly.',
-    });
+    return false;
   }
-  metrics.calls.inc({ server: base.server, decision: 'allow', reason: 'allowed' });
+}
 
+export interface Forwarded {
+  result: CallToolResult;
+  outcome: AuditOutcome;
+  /** Set when the upstream call failed: the JSON-RPC error to answer with. */
+  error?: McpError;
+}
+
+/**
+ * Sends an allowed (or approved) call upstream, relays its progress, gives the counters back if it never got
+ * there, and writes the result event. Never throws: a failure comes back as `error`.
+ */
+export async function forward(
+  services: GatewayServices,
+  base: EventBase,
+  rule: RuleRef,
+  reservation: Reservation,
+  connection: UpstreamConnection,
+  call: DownstreamCall,
+): Promise<Forwarded> {
+  const { metrics } = services;
   return services.inflight.track(async () => {
     metrics.inflight.inc();
     const forwardStarted = performance.now();
-    let outcome: NonNullable<AuditEvent['outcome']> = 'ok';
+    let outcome: AuditOutcome = 'ok';
     let errorText: string | undefined;
     // Progress is relayed in order, and all of it before the result (the result closes the client's stream).
     let progressSent: Promise<void> = Promise.resolve();
     let relayedProgress = false;
     const relay = call.sendProgress;
     try {
-      const result = await connection.request(
-        { method: 'tools/call', params: { ...call.params, name: routed.tool.name } },
-        CallToolResultSchema,
-        {
-          signal: call.signal,
-          ...(relay
-            ? {
-                onprogress: (p: Progress) => {
-                  relayedProgress = true;
-                  progressSent = progressSent.then(() => relay(p)).catch(() => undefined);
-                },
-              }
-            : {}),
-        },
-      );
+      const result = (await connection.request({ method: 'tools/call', params: call.params }, CallToolResultSchema, {
+        signal: call.signal,
+        ...(relay
+          ? {
+              onprogress: (p: Progress) => {
+                relayedProgress = true;
+                progressSent = progressSent.then(() => relay(p)).catch(() => undefined);
+              },
+            }
+          : {}),
+      })) as CallToolResult;
       if (relayedProgress) {
         await progressSent;
         // Clients built on the MCP SDK drop a progress notification that arrives in the same read as the
@@ -185,7 +233,7 @@ export async function handleToolCall(
         await new Promise((resolve) => setTimeout(resolve, 5));
       }
       if (result.isError) outcome = 'tool_error';
-      return result as CallToolResult;
+      return { result, outcome };
     } catch (error) {
       outcome = error instanceof UpstreamInterruptedError ? 'interrupted' : 'upstream_error';
       errorText = (error as Error).message;
@@ -193,8 +241,13 @@ export async function handleToolCall(
       if (error instanceof UpstreamUnavailableError || error instanceof UpstreamInterruptedError) {
         await services.limits.release(reservation).catch(() => undefined);
       }
-      if (error instanceof McpError) throw error;
-      throw new McpError(ErrorCode.InternalError, `upstream call failed: ${errorText}`);
+      const mcpError =
+        error instanceof McpError ? error : new McpError(ErrorCode.InternalError, `upstream call failed: ${errorText}`);
+      return {
+        outcome,
+        error: mcpError,
+        result: { isError: true, content: [{ type: 'text', text: `upstream call failed: ${mcpError.message}` }] },
+      };
     } finally {
       metrics.inflight.dec();
       const durationMs = Math.round((performance.now() - forwardStarted) * 1000) / 1000;
@@ -204,20 +257,19 @@ export async function handleToolCall(
         time: new Date(services.now()).toISOString(),
         type: 'result',
         decision: 'allow',
-        reason: 'allowed',
-        rule: ruleLabel(decision.rule),
+        reason: base.approvalId ? 'approved' : 'allowed',
+        rule: ruleLabel(rule),
         message: null,
         counters: reservation.counters,
         outcome,
         durationMs,
         ...(errorText ? { error: errorText } : {}),
       });
-      metrics.callDuration.observe({ server: base.server, outcome }, (performance.now() - started) / 1000);
     }
   });
 }
 
-function decisionEvent(
+export function decisionEvent(
   time: number,
   base: EventBase,
   decision: 'allow' | 'deny',

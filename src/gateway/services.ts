@@ -1,4 +1,10 @@
+import type { ApprovalDesk } from '../approvals/desk.js';
+import type { ApprovalEvents } from '../approvals/events.js';
+import type { ApprovalJobs } from '../approvals/jobs.js';
+import type { Parking } from '../approvals/parking.js';
+import type { ApprovalStore } from '../approvals/store.js';
 import type { AuditLog } from '../audit/log.js';
+import type { SlackApi } from '../slack/web.js';
 import type { AuditSpool } from '../audit/spool.js';
 import type { GatewayConfig, Grant } from '../config/load.js';
 import type { LimitCounters } from '../limits/counters.js';
@@ -6,6 +12,17 @@ import type { Logger } from '../log/logger.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
 import type { InflightCalls } from './inflight.js';
 import type { PolicyBook } from './policy-book.js';
+
+/** Human approval: records, the queue, where people decide, and the calls this process watches. */
+export interface ApprovalServices {
+  store: ApprovalStore;
+  events: ApprovalEvents;
+  jobs: ApprovalJobs;
+  desk: ApprovalDesk;
+  parking: Parking;
+  /** Present when SLACK_BOT_TOKEN is set. */
+  slack?: SlackApi;
+}
 
 /** The long-lived parts every session of one gateway process shares. */
 export interface GatewayServices {
@@ -19,6 +36,7 @@ export interface GatewayServices {
   metrics: GatewayMetrics;
   logger: Logger;
   inflight: InflightCalls;
+  approvals: ApprovalServices;
   /** Milliseconds since the epoch; injectable for tests. */
   now: () => number;
 }

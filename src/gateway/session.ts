@@ -63,6 +63,8 @@ export class GatewaySession {
   /** Open downstream requests, newest last: requests the upstream sends back are related to one of them. */
   private readonly openRequests = new Set<RequestId>();
   private closed = false;
+  /** Aborted when the session closes: approved calls this session parked can run until then. */
+  private readonly lifetime = new AbortController();
   /** Requests from upstream wait until the client has finished initializing (spec: nothing but pings before). */
   private readonly clientReady: Promise<void>;
 
@@ -141,6 +143,7 @@ export class GatewaySession {
           return await handleToolCall(this.services, this.caller, this.catalog, this.connections, {
             params: request.params,
             signal: extra.signal,
+            sessionSignal: this.lifetime.signal,
             ...(token !== undefined
               ? {
                   sendProgress: (p) =>
@@ -246,6 +249,7 @@ export class GatewaySession {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.lifetime.abort();
     this.services.metrics.sessions.dec();
     await Promise.all([...this.connections.values()].map((c) => c.close()));
     await this.server.close().catch(() => undefined);

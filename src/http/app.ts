@@ -1,5 +1,5 @@
 import express from 'express';
-import type { Express } from 'express';
+import type { Express, RequestHandler, Router } from 'express';
 import type { GatewayServices } from '../gateway/services.js';
 import type { McpHttpEndpoint } from './mcp-endpoint.js';
 import { dnsRebindingGuard } from './guards.js';
@@ -12,9 +12,21 @@ export interface Readiness {
  * The HTTP surface: MCP endpoints, health, readiness and metrics. No body parser runs globally:
  * the MCP endpoint reads its own bodies with a size limit (and later the Slack receiver needs raw bodies).
  */
-export function createHttpApp(services: GatewayServices, mcp: McpHttpEndpoint, readiness: Readiness): Express {
+export interface ExtraRoutes {
+  /** The approvals API, mounted at /api. */
+  api?: Router;
+  /** Slack's receiver (POST /slack/events): its own raw-body parser verifies signatures; the guard checks timestamps first. */
+  slack?: { router: Router; guard: RequestHandler };
+}
+
+export function createHttpApp(services: GatewayServices, mcp: McpHttpEndpoint, readiness: Readiness, extra: ExtraRoutes = {}): Express {
   const app = express();
   app.disable('x-powered-by');
+  if (extra.slack) {
+    // Slack calls from its own hosts (Host is the public name): the signature, not the Host header, protects it.
+    app.post('/slack/events', extra.slack.guard);
+    app.use(extra.slack.router);
+  }
   const { http, listen } = services.config.raw;
   const guard = dnsRebindingGuard({ listenHost: listen.host, allowedHosts: http.allowed_hosts, allowedOrigins: http.allowed_origins });
 
@@ -31,5 +43,6 @@ export function createHttpApp(services: GatewayServices, mcp: McpHttpEndpoint, r
   });
   app.all('/mcp', guard, mcp.handle);
   app.all('/mcp/:server', guard, mcp.handle);
+  if (extra.api) app.use('/api', guard, extra.api);
   return app;
 }

@@ -4,11 +4,11 @@ import { InitializeRequestSchema, isInitializeRequest } from '@modelcontextproto
 import type { Request, Response } from 'express';
 import { z } from 'zod';
 import type { ServerEntry } from '../config/load.js';
-import { gatewayEvent, writeAudit } from '../gateway/audit-write.js';
 import { GatewaySession } from '../gateway/session.js';
 import type { GatewayServices } from '../gateway/services.js';
 import { BodyTooLargeError, readBody } from './body.js';
 import { clientAddress } from './auth-throttle.js';
+import { recordAuthFailure } from './auth-failure.js';
 import type { AuthThrottle } from './auth-throttle.js';
 import type { GrantAuthenticator } from './guards.js';
 import { jsonRpcError } from './guards.js';
@@ -151,30 +151,8 @@ export class McpHttpEndpoint {
     await this.serve(entry, req, res, body);
   };
 
-  /** Counts a wrong token; true when the address is now locked out (the lockout's start is audited once). */
-  private async lockedOutNow(address: string): Promise<boolean> {
-    let lockout;
-    try {
-      lockout = await this.throttle.failure(address);
-    } catch {
-      return false; // Redis is down: every call is refused anyway; the failure cannot be counted
-    }
-    if (!lockout) return false;
-    if (lockout.first) {
-      const { window_seconds, max } = this.services.config.raw.http.auth_failures;
-      this.services.logger.warn({ address, max, window_seconds }, 'client locked out after too many wrong bearer tokens');
-      await writeAudit(
-        this.services,
-        gatewayEvent(this.services.now(), {
-          type: 'auth',
-          decision: 'deny',
-          reason: 'auth_locked_out',
-          message: `client ${address} sent more than ${max} wrong bearer tokens within ${window_seconds} s; locked out for ${lockout.retryAfterSeconds} s`,
-          subject: {},
-        }),
-      );
-    }
-    return true;
+  private lockedOutNow(address: string): Promise<boolean> {
+    return recordAuthFailure(this.services, this.throttle, address);
   }
 
   private async serve(entry: HttpSession, req: Request, res: Response, body: unknown): Promise<void> {

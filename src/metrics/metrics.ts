@@ -37,6 +37,29 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
+  readonly approvals = new Counter({
+    name: 'countersign_approvals_total',
+    help: 'Approval steps: requested, approved, rejected, expired, cancelled, reviewer_refused.',
+    labelNames: ['server', 'step'] as const,
+    registers: [this.registry],
+  });
+  readonly resumeDelay = new Histogram({
+    name: 'countersign_approval_resume_seconds',
+    help: 'Time from an approval being recorded to its call starting upstream.',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60, 300],
+    registers: [this.registry],
+  });
+  /** Set by the gateway: how many parked calls this process watches. */
+  parkedSource: () => number = () => 0;
+  readonly parkedHere: Gauge = new Gauge({
+    name: 'countersign_parked_calls_watched',
+    help: 'Parked calls this process is watching (held requests or live sessions able to run them).',
+    registers: [this.registry],
+    collect: () => {
+      this.parkedHere.set(this.parkedSource());
+    },
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'countersign_process_' });
   }

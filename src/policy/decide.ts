@@ -1,6 +1,8 @@
 /**
  * The policy decision, a pure function: no I/O, no clock. The gateway, `policy explain` and `policy test`
- * all call this one. Order: no policy → hidden → rule lookup (or default) → action → require → deny_if → allow.
+ * all call this one. Order: no policy → hidden → rule lookup (or default) → action deny → require → deny_if
+ * → action require_approval / approve_if → allow. Argument rules run first, so a call that would be refused
+ * anyway never reaches a reviewer.
  */
 import { describeCondition, evaluateCondition, isPathMissing } from './conditions.js';
 import { matchGlob } from './glob.js';
@@ -90,17 +92,9 @@ export function decide(policy: Policy | undefined, call: ToolCallInput, ctx: Dec
     };
   }
 
-  if (rule.action !== 'allow') {
-    // `require_approval` cannot come from the loader yet; should it appear, refuse rather than run the call.
-    const what =
-      rule.action === 'deny'
-        ? `tool ${tool} is denied by this policy`
-        : `tool ${tool} needs human approval, which this gateway does not support yet; the call was not executed`;
-    return deny(
-      'action_deny',
-      ref(`${rule.rule.pointer}/action`),
-      rule.reason ? `${what}: ${rule.reason}` : what,
-    );
+  if (rule.action === 'deny') {
+    const what = `tool ${tool} is denied by this policy`;
+    return deny('action_deny', ref(`${rule.rule.pointer}/action`), rule.reason ? `${what}: ${rule.reason}` : what);
   }
 
   const args: unknown = call.args ?? {};
@@ -120,10 +114,33 @@ export function decide(policy: Policy | undefined, call: ToolCallInput, ctx: Dec
       );
     }
   }
+  const limits = [...policy.allToolsLimits, ...rule.limits];
+  const needsPerson = (at: RuleRef, what: string): Decision => {
+    if (!rule.approval) {
+      // The loader never compiles such a rule; should one appear, refuse rather than run the call unreviewed.
+      return deny('action_deny', at, `tool ${tool} needs human approval but names no reviewers; not executed`);
+    }
+    const message = `call to ${tool} needs human approval: ${what}`;
+    return {
+      kind: 'require_approval',
+      rule: at,
+      message: rule.reason ? `${message} (${rule.reason})` : message,
+      limits,
+      approval: rule.approval,
+      ...(rule.reason !== undefined ? { reason: rule.reason } : {}),
+    };
+  };
+  if (rule.action === 'require_approval') {
+    return needsPerson(ref(`${rule.rule.pointer}/action`), 'every call to this tool is reviewed');
+  }
+  for (const cond of rule.approveIf) {
+    // An approve_if that cannot be evaluated asks a person rather than letting the call through.
+    if (holds(cond, args, true)) return needsPerson(cond.rule, `approve_if matched: ${describeCondition(cond)}`);
+  }
   return {
     kind: 'allow',
     rule: rule.rule,
     message: `tool ${tool} is allowed by rule ${rule.rule.pointer}`,
-    limits: [...policy.allToolsLimits, ...rule.limits],
+    limits,
   };
 }

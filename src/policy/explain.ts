@@ -26,11 +26,19 @@ function limitLine(limit: LimitSpec): string {
  */
 export function explainDecision(decision: Decision): string {
   const lines = [
-    decision.kind === 'allow' ? 'decision: allow' : `decision: deny (${decision.reason})`,
+    decision.kind === 'deny' ? `decision: deny (${decision.reason})` : `decision: ${decision.kind}`,
     `rule:     ${where(decision.rule)}`,
     `message:  ${decision.message}`,
   ];
-  if (decision.kind === 'allow') {
+  if (decision.kind === 'require_approval') {
+    const a = decision.approval;
+    lines.push(
+      `approval: ${a.quorum} of ${a.reviewers.join(', ')}${a.channel ? ` in ${a.channel}` : ' (API/CLI only: no channel)'}; ` +
+        `expires after ${a.timeoutSeconds}s; wait ${a.wait}${a.wait === 'auto' ? ` (hold ${a.holdForSeconds}s)` : ''}; ` +
+        `self-approval ${a.allowSelfApproval ? 'allowed' : 'refused'}; max ${a.maxPending} pending per grant`,
+    );
+  }
+  if (decision.kind !== 'deny') {
     if (decision.limits.length === 0) lines.push('limits:   none');
     else lines.push('limits:', ...decision.limits.map(limitLine));
   }

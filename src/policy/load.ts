@@ -10,8 +10,18 @@ import { escapePointerSegment, formatIssue, fromZodIssues } from './issues.js';
 import type { PolicyIssue } from './issues.js';
 import { scanJsonText } from './json-text.js';
 import { policyDocumentSchema, WINDOW_SECONDS } from './schema.js';
-import type { RawCondition, RawLimit, RawRateLimit, RawPolicyDocument } from './schema.js';
-import type { Condition, LimitSpec, Policy, RuleRef, ToolRule } from './types.js';
+import type { RawApproval, RawCondition, RawLimit, RawRateLimit, RawPolicyDocument } from './schema.js';
+import type { ApprovalSpec, Condition, LimitSpec, Policy, RuleRef, ToolRule } from './types.js';
+
+/** Defaults of an `approval` block. */
+export const APPROVAL_DEFAULTS = {
+  quorum: 1,
+  timeoutSeconds: 15 * 60,
+  allowSelfApproval: false,
+  maxPending: 5,
+  wait: 'auto',
+  holdForSeconds: 45,
+} as const;
 
 export type { PolicyIssue };
 
@@ -111,6 +121,22 @@ class Compiler {
     });
   }
 
+  approval(raw: RawApproval, base: string): ApprovalSpec {
+    const spec: ApprovalSpec = {
+      reviewers: [...raw.reviewers],
+      quorum: raw.quorum ?? APPROVAL_DEFAULTS.quorum,
+      timeoutSeconds: raw.timeout ?? APPROVAL_DEFAULTS.timeoutSeconds,
+      allowSelfApproval: raw.allow_self_approval ?? APPROVAL_DEFAULTS.allowSelfApproval,
+      maxPending: raw.max_pending ?? APPROVAL_DEFAULTS.maxPending,
+      wait: raw.wait ?? APPROVAL_DEFAULTS.wait,
+      holdForSeconds: raw.hold_for ?? APPROVAL_DEFAULTS.holdForSeconds,
+      secretArgs: (raw.secret_args ?? []).map((path) => path.split('.').slice(1)),
+      rule: this.ref(`${base}/approval`),
+    };
+    if (raw.channel !== undefined) spec.channel = raw.channel;
+    return spec;
+  }
+
   policy(doc: RawPolicyDocument): Omit<Policy, 'sha256'> {
     const allToolsLimits = this.limits(doc.all_tools, '/all_tools', 'all_tools_rate');
     const exact = new Map<string, ToolRule>();
@@ -124,9 +150,11 @@ class Compiler {
         require: this.conditions(raw.require, `${base}/require`),
         denyIf: this.conditions(raw.deny_if, `${base}/deny_if`),
         limits: this.limits(raw, base, `${name}_rate`),
+        approveIf: this.conditions(raw.approve_if, `${base}/approve_if`),
         rule: this.ref(base),
       };
       if (raw.reason !== undefined) rule.reason = raw.reason;
+      if (raw.approval) rule.approval = this.approval(raw.approval, base);
       if (rule.isPattern) patterns.push(rule);
       else exact.set(name, rule);
     }

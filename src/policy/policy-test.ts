@@ -15,7 +15,7 @@ const caseSchema = z
     args: z.record(z.string(), z.unknown()).default({}),
     grant: z.string().default('test'),
     owner: z.string().default('test'),
-    expect: z.enum(['allow', 'deny']),
+    expect: z.enum(['allow', 'deny', 'require_approval']),
     /** For denials: the reason code that must be given (default_deny, deny_if, hidden, ...). */
     reason: z.string().optional(),
     /** The rule that must match, as a JSON pointer into the policy (e.g. /tools/echo/deny_if/0). */
@@ -71,7 +71,7 @@ export async function runPolicyTestFile(file: string): Promise<PolicyTestFileRes
     const problems: string[] = [];
     if (decision.kind !== testCase.expect) problems.push(`expected ${testCase.expect}, got ${decision.kind}: ${decision.message}`);
     if (testCase.reason !== undefined) {
-      const reason = decision.kind === 'deny' ? decision.reason : 'allowed';
+      const reason = decision.kind === 'deny' ? decision.reason : decision.kind === 'allow' ? 'allowed' : 'approval_required';
       if (reason !== testCase.reason) problems.push(`expected reason ${testCase.reason}, got ${reason}`);
     }
     if (testCase.rule !== undefined && decision.rule.pointer !== testCase.rule) {

@@ -6,10 +6,6 @@
 import { RE2JS } from 're2js';
 import { z } from 'zod';
 
-/** Reserved keys and actions (human approval) that this version refuses with one clear message. */
-export const APPROVAL_NOT_SUPPORTED =
-  'human approval is not supported yet (require_approval / approval / approve_if)';
-
 export const WINDOW_SECONDS = { second: 1, minute: 60, hour: 3600, day: 86400 } as const;
 
 export const CONDITION_OPS = [
@@ -43,6 +39,17 @@ export const KNOWN_KEYS = {
     'description',
   ],
   limit: ['counter', 'window', 'max', 'scope'],
+  approval: [
+    'channel',
+    'reviewers',
+    'quorum',
+    'timeout',
+    'allow_self_approval',
+    'max_pending',
+    'wait',
+    'hold_for',
+    'secret_args',
+  ],
   rateLimit: ['max', 'window'],
   condition: ['path', 'op', 'value'],
 } as const;
@@ -63,8 +70,6 @@ function expected(what: string) {
       ? `missing; expected ${what}`
       : `expected ${what}, got ${describeInput(issue.input)}`;
 }
-
-const reserved = z.never({ error: APPROVAL_NOT_SUPPORTED }).optional();
 
 const positiveInt = (what: string) =>
   z
@@ -152,30 +157,108 @@ export const conditionSchema = z.discriminatedUnion(
 );
 
 const conditionList = z.array(conditionSchema, { error: expected('a list of conditions') });
+
+const DURATION_TEXT = 'a duration such as "90s", "15m", "2h", "1d" or a positive whole number of seconds';
+/** Durations in seconds: "90s", "15m", "2h", "1d", or a number of seconds. */
+export const durationSchema = z.union(
+  [
+    positiveInt(DURATION_TEXT),
+    z
+      .string()
+      .regex(/^[1-9][0-9]{0,6}[smhd]$/)
+      .transform((text) => Number(text.slice(0, -1)) * { s: 1, m: 60, h: 3600, d: 86400 }[text.slice(-1) as 's']),
+  ],
+  { error: expected(DURATION_TEXT) },
+);
+
+/** A Slack user (U…/W…), a Slack user group (S…), or a local reviewer name used with the approvals API/CLI. */
+export const reviewerSchema = z
+  .string({ error: expected('a reviewer: a Slack user id (U…), a user-group id (S…) or a local name') })
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$/, {
+    error: expected('a reviewer: a Slack user id (U…), a user-group id (S…) or a local name of letters, digits and . _ @ + -'),
+  });
+
+export const approvalSchema = z
+  .strictObject(
+    {
+      channel: z
+        .string({ error: expected('a Slack channel id such as "C0123456789"') })
+        .regex(/^[CGD][A-Z0-9]+$/, { error: expected('a Slack channel id such as "C0123456789"') })
+        .optional(),
+      reviewers: z
+        .array(reviewerSchema, { error: expected('a list of reviewers') })
+        .min(1, { error: 'expected at least one reviewer' }),
+      quorum: positiveInt('a positive whole number of distinct approvers').optional(),
+      timeout: durationSchema.optional(),
+      allow_self_approval: z.boolean({ error: expected('true or false') }).optional(),
+      max_pending: positiveInt('a positive whole number').optional(),
+      wait: z.enum(['hold', 'return', 'auto'], { error: expected('"hold", "return" or "auto"') }).optional(),
+      hold_for: durationSchema.optional(),
+      secret_args: z.array(conditionPath, { error: expected('a list of argument paths such as "args.token"') }).optional(),
+    },
+    { error: expected('an approval object {reviewers, channel?, quorum?, timeout?, ...}') },
+  )
+  .superRefine((approval, ctx) => {
+    const people = approval.reviewers.filter((r) => !/^S[A-Z0-9]+$/.test(r)).length;
+    const hasGroup = people < approval.reviewers.length;
+    if (approval.quorum !== undefined && !hasGroup && approval.quorum > people) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['quorum'],
+        message: `quorum ${approval.quorum} can never be reached: only ${people} reviewer(s) are listed`,
+      });
+    }
+    if (approval.hold_for !== undefined && approval.wait !== undefined && approval.wait !== 'auto') {
+      ctx.addIssue({ code: 'custom', path: ['hold_for'], message: 'hold_for only applies when wait is "auto"' });
+    }
+  });
 const limitList = z.array(limitSchema, { error: expected('a list of limits') });
 
 export const toolRuleSchema = z.strictObject(
   {
     action: z
-      .enum(['allow', 'deny', 'require_approval'], { error: expected('"allow" or "deny"') })
-      .refine((action) => action !== 'require_approval', { error: APPROVAL_NOT_SUPPORTED })
+      .enum(['allow', 'deny', 'require_approval'], { error: expected('"allow", "deny" or "require_approval"') })
       .optional(),
     reason: z.string({ error: expected('a string') }).optional(),
     require: conditionList.optional(),
     deny_if: conditionList.optional(),
     limits: limitList.optional(),
     rate_limit: rateLimitSchema.optional(),
-    approval: reserved,
-    approve_if: reserved,
+    approval: approvalSchema.optional(),
+    approve_if: conditionList.optional(),
     description: z.string({ error: expected('a string') }).optional(),
   },
   { error: expected('a rule object (use {} to allow the tool as is)') },
-);
+).superRefine((rule, ctx) => {
+  const needsApproval = rule.action === 'require_approval' || rule.approve_if !== undefined;
+  if (needsApproval && !rule.approval) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['approval'],
+      message: 'missing; a rule that needs human approval must name its reviewers in "approval": {"reviewers": [...]}',
+    });
+  }
+  if (rule.approval && !needsApproval) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['approval'],
+      message: 'an approval block only applies with "action": "require_approval" or "approve_if"',
+    });
+  }
+  if (rule.approve_if !== undefined && rule.action !== undefined && rule.action !== 'allow') {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['approve_if'],
+      message: `approve_if applies to allowed calls; with "action": "${rule.action}" remove it`,
+    });
+  }
+});
 
 export type RawToolRule = z.output<typeof toolRuleSchema>;
 export type RawLimit = z.output<typeof limitSchema>;
 export type RawRateLimit = z.output<typeof rateLimitSchema>;
 export type RawCondition = z.output<typeof conditionSchema>;
+export type RawApproval = z.output<typeof approvalSchema>;
 
 /**
  * `tools` is validated key by key into a Map rather than with z.record, which drops a key named

@@ -48,6 +48,29 @@ export interface Condition {
 
 export type ToolAction = 'allow' | 'deny' | 'require_approval';
 
+/** How the agent's request waits while a person decides. */
+export type ApprovalWait = 'hold' | 'return' | 'auto';
+
+/** Who must approve a call, and how it waits: a rule's `approval` block with defaults applied. */
+export interface ApprovalSpec {
+  /** Slack channel id the request is posted to; without one, approvals go through the API/CLI only. */
+  channel?: string;
+  /** Slack user ids (U…/W…), user-group ids (S…) and local reviewer names. */
+  reviewers: string[];
+  /** Distinct approvers needed; one rejection ends it. */
+  quorum: number;
+  timeoutSeconds: number;
+  allowSelfApproval: boolean;
+  /** Pending approvals one grant may have at once. */
+  maxPending: number;
+  wait: ApprovalWait;
+  /** `auto`: how long the request is held before answering "pending". */
+  holdForSeconds: number;
+  /** Argument paths (`args.a.b`) shown as "[secret]" to reviewers. */
+  secretArgs: string[][];
+  rule: RuleRef;
+}
+
 export interface ToolRule {
   /** The key under `tools`: an exact tool name or a glob (`*` any run, `?` one character). */
   name: string;
@@ -57,6 +80,10 @@ export interface ToolRule {
   require: Condition[];
   denyIf: Condition[];
   limits: LimitSpec[];
+  /** Present when calls to this tool can need a person (`action: require_approval` or `approve_if`). */
+  approval?: ApprovalSpec;
+  /** Conditions any of which make an otherwise allowed call need approval. */
+  approveIf: Condition[];
   rule: RuleRef;
 }
 
@@ -88,4 +115,13 @@ export type DenyReason =
 
 export type Decision =
   | { kind: 'allow'; rule: RuleRef; message: string; limits: LimitSpec[] }
+  | {
+      kind: 'require_approval';
+      /** The action or the approve_if condition that asked for a person. */
+      rule: RuleRef;
+      message: string;
+      limits: LimitSpec[];
+      approval: ApprovalSpec;
+      reason?: string;
+    }
   | { kind: 'deny'; reason: DenyReason; rule: RuleRef; message: string };

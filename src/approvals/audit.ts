@@ -1,0 +1,32 @@
+import type { AuditEvent } from '../audit/event.js';
+import { redactArguments } from '../audit/args.js';
+import { newUlid } from '../ids/ulid.js';
+import type { ApprovalRecord } from './record.js';
+
+/** An `approval` audit event about one approval, carrying the call it is bound to. */
+export function approvalAudit(
+  record: ApprovalRecord,
+  time: number,
+  step: { decision: AuditEvent['decision']; reason: string; message: string; reviewer?: string; keepArguments?: boolean },
+): AuditEvent {
+  return {
+    id: newUlid(),
+    time: new Date(time).toISOString(),
+    type: 'approval',
+    callId: record.callId,
+    grant: record.grant,
+    owner: record.owner,
+    session: record.session,
+    server: record.server,
+    tool: record.tool,
+    argsSha256: record.argsSha256,
+    ...(step.keepArguments ? { args: record.args } : { argsRedacted: redactArguments(record.args) }),
+    decision: step.decision,
+    reason: step.reason,
+    rule: record.rule,
+    message: step.message,
+    counters: [],
+    approvalId: record.id,
+    ...(step.reviewer ? { reviewer: step.reviewer } : {}),
+  };
+}

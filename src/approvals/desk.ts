@@ -1,0 +1,117 @@
+/**
+ * Where people decide: Slack clicks and the approvals API both come here. Checks the reviewer, runs the one
+ * atomic transition, audits the step and queues the Slack message's redraw. Nothing else changes status.
+ */
+import type { AuditEvent } from '../audit/event.js';
+import { approvalAudit } from './audit.js';
+import type { ApprovalJobs } from './jobs.js';
+import type { ApprovalRecord, ApprovalStatus } from './record.js';
+import { checkReviewer } from './reviewers.js';
+import type { GroupMembers, Reviewer } from './reviewers.js';
+import type { ApprovalStore } from './store.js';
+
+export type DeskAnswer =
+  | { ok: true; status: ApprovalStatus; votes: number; message: string; record: ApprovalRecord }
+  | {
+      ok: false;
+      code: 'unknown' | 'not_reviewer' | 'self_approval' | 'membership_unknown' | 'already_decided' | 'already_voted';
+      message: string;
+      record?: ApprovalRecord;
+    };
+
+export interface DeskOptions {
+  store: ApprovalStore;
+  jobs: ApprovalJobs;
+  /** Audit writes that must land (fail closed: a person's decision is not applied unaudited). */
+  audit: (event: AuditEvent) => Promise<void>;
+  groupMembers: GroupMembers;
+  /** The email of a Slack user, to recognise a grant owner named by email. */
+  userEmail?: (userId: string) => Promise<string | undefined>;
+  now: () => number;
+}
+
+export function reviewerLabel(reviewer: Reviewer): string {
+  return reviewer.name && reviewer.name !== reviewer.id ? `${reviewer.id} (${reviewer.name})` : reviewer.id;
+}
+
+export function alreadyDecidedText(status: ApprovalStatus, name: string, at: number): string {
+  const when = new Date(at).toISOString();
+  if (status === 'expired') return `already expired at ${when}; it was not executed`;
+  return `already ${status}${name ? ` by ${name}` : ''} at ${when}`;
+}
+
+export class ApprovalDesk {
+  constructor(private readonly options: DeskOptions) {}
+
+  async decide(id: string, verdict: 'approve' | 'reject', reviewer: Reviewer, reason = ''): Promise<DeskAnswer> {
+    const { store, now } = this.options;
+    const record = await store.get(id);
+    if (!record) return { ok: false, code: 'unknown', message: `no approval with id ${JSON.stringify(id.slice(0, 80))}` };
+    if (record.status !== 'pending') {
+      return {
+        ok: false,
+        code: 'already_decided',
+        message: alreadyDecidedText(record.status, record.decidedByName || record.decidedBy || '', record.decidedAt ?? record.expiresAt),
+        record,
+      };
+    }
+    const email = /^[UW][A-Z0-9]+$/.test(reviewer.id) && !reviewer.email ? await this.options.userEmail?.(reviewer.id) : undefined;
+    const who: Reviewer = email ? { ...reviewer, email } : reviewer;
+    const check = await checkReviewer(record, who, verdict, this.options.groupMembers);
+    if (!check.ok) {
+      await this.options.audit(
+        approvalAudit(record, now(), {
+          decision: 'deny',
+          reason: 'reviewer_refused',
+          message: `${reviewerLabel(who)} tried to ${verdict}: ${check.message}`,
+          reviewer: reviewerLabel(who),
+        }),
+      );
+      return { ok: false, code: check.reason, message: check.message, record };
+    }
+    const result = await store.transition(id, verdict, { id: who.id, name: who.name || who.id }, reason.slice(0, 1000), now());
+    switch (result.kind) {
+      case 'unknown':
+        return { ok: false, code: 'unknown', message: `no approval with id ${JSON.stringify(id.slice(0, 80))}` };
+      case 'already_decided':
+        return { ok: false, code: 'already_decided', message: alreadyDecidedText(result.status, result.name || result.by, result.at), record };
+      case 'already_voted':
+        return { ok: false, code: 'already_voted', message: `you have already approved this (${result.votes} of ${record.quorum} approvals)`, record };
+      case 'not_due':
+        return { ok: false, code: 'already_decided', message: 'nothing changed', record };
+      default:
+        break;
+    }
+    const current = (await store.get(id)) ?? record;
+    const status = current.status;
+    const message =
+      result.kind === 'vote_counted'
+        ? `approval counted: ${result.votes} of ${record.quorum}`
+        : status === 'expired'
+          ? alreadyDecidedText('expired', '', current.expiresAt)
+          : `${status} by ${who.name || who.id}`;
+    await this.options.audit(
+      approvalAudit(current, now(), {
+        decision: status === 'approved' ? 'allow' : status === 'pending' ? 'pending' : 'deny',
+        reason: result.kind === 'vote_counted' ? 'approval_vote' : status,
+        message: status === 'rejected' && reason ? `rejected: ${reason.slice(0, 1000)}` : message,
+        reviewer: reviewerLabel(who),
+      }),
+    );
+    await this.options.jobs.decided(current);
+    if (status === 'expired') return { ok: false, code: 'already_decided', message, record: current };
+    return { ok: true, status, votes: current.votes, message, record: current };
+  }
+
+  /** Cancels a pending approval (the agent's task was cancelled, or an operator withdrew it). */
+  async cancel(id: string, by: string, reason: string): Promise<boolean> {
+    const result = await this.options.store.transition(id, 'cancel', { id: by, name: by }, reason, this.options.now());
+    if (result.kind !== 'decided') return false;
+    const record = await this.options.store.get(id);
+    if (record) {
+      await this.options.audit(approvalAudit(record, this.options.now(), { decision: 'deny', reason: 'cancelled', message: reason, reviewer: by }));
+      await this.options.jobs.decided(record);
+    }
+    return true;
+  }
+}

@@ -1,0 +1,316 @@
+/**
+ * Parked calls in this process: requests waiting for a person, and the right to run an approved call.
+ *
+ * A call that needs approval is a record in Redis (store.ts). In this process a ParkedCall watches it
+ * (pub/sub from any replica, plus polling in case a message was missed) for as long as someone here cares:
+ * a request holding for the outcome, or a live session that can run the call once approved. When the
+ * approval is decided:
+ *   approved  → one claim (Lua, across all processes) wins the right to execute; the winner runs the call once
+ *               and hands the result to the requests holding here, or keeps it for the agent's identical retry;
+ *   rejected, expired, cancelled → holders get the outcome; nothing runs.
+ */
+import type { CallToolResult, Progress } from '@modelcontextprotocol/sdk/types.js';
+import type { Logger } from '../log/logger.js';
+import type { ApprovalEvents } from './events.js';
+import type { ApprovalJobs } from './jobs.js';
+import type { ApprovalRecord } from './record.js';
+import type { ApprovalStore } from './store.js';
+
+/** How the approved call ended upstream, as the audit trail names it. */
+export interface Execution {
+  result: CallToolResult;
+  outcome: 'ok' | 'tool_error' | 'upstream_error' | 'interrupted' | 'refused';
+}
+
+export type WaitOutcome =
+  | { kind: 'result'; result: CallToolResult }
+  /** Still waiting for a person (the request's hold time is over, or it holds not at all). */
+  | { kind: 'pending'; record: ApprovalRecord }
+  /** Rejected, expired or cancelled: not executed. */
+  | { kind: 'refused'; record: ApprovalRecord }
+  /** Approved and executed, but the result went to another request of the same call (or was taken). */
+  | { kind: 'consumed'; record: ApprovalRecord }
+  /** The approval record is gone (past its retention). */
+  | { kind: 'gone' }
+  /** Redis cannot be reached. */
+  | { kind: 'unavailable' };
+
+export interface ParkingRequest {
+  id: string;
+  /** How long to wait for a person before answering "pending" (0: answer at once). */
+  holdMs: number;
+  /** The downstream request's signal: when the client gives up, the call stays parked. */
+  signal: AbortSignal;
+  /** The session's lifetime: while it lives, this process can run the call once approved. */
+  sessionSignal: AbortSignal;
+  sendProgress?: (progress: Progress) => Promise<void>;
+  execute: (record: ApprovalRecord) => Promise<Execution>;
+}
+
+export interface ParkingOptions {
+  store: ApprovalStore;
+  events: ApprovalEvents;
+  jobs: ApprovalJobs;
+  logger: Logger;
+  processId: string;
+  now: () => number;
+  /** Progress notifications to holding clients that sent a progress token (default 15 s). */
+  progressIntervalMs: number;
+  /** Re-read parked approvals this often, in case a pub/sub message was lost (default 5 s). */
+  pollMs: number;
+}
+
+interface Holder {
+  deliver: (outcome: WaitOutcome) => void;
+}
+
+interface Executor {
+  execute: ParkingRequest['execute'];
+  sessionSignal: AbortSignal;
+}
+
+class ParkedCall {
+  readonly holders = new Set<Holder>();
+  readonly executors = new Set<Executor>();
+  private checking: Promise<void> | undefined;
+  private again = false;
+  private running = false;
+  private readonly unsubscribe: () => void;
+  private readonly poll: NodeJS.Timeout;
+  disposed = false;
+
+  constructor(
+    readonly id: string,
+    private readonly options: ParkingOptions,
+    private readonly onDispose: () => void,
+  ) {
+    this.unsubscribe = options.events.on(id, () => void this.check());
+    this.poll = setInterval(() => void this.check(), options.pollMs);
+    this.poll.unref();
+  }
+
+  /** Re-reads the record and acts on it; concurrent triggers collapse into one more pass. */
+  check(): Promise<void> {
+    if (this.checking) {
+      this.again = true;
+      return this.checking;
+    }
+    this.checking = (async () => {
+      do {
+        this.again = false;
+        await this.step();
+      } while (this.again && !this.disposed);
+    })().finally(() => {
+      this.checking = undefined;
+    });
+    return this.checking;
+  }
+
+  private async step(): Promise<void> {
+    if (this.disposed || this.running) return;
+    const { store } = this.options;
+    let record: ApprovalRecord | undefined;
+    try {
+      record = await store.get(this.id);
+    } catch {
+      return; // Redis down: keep waiting; the poll looks again.
+    }
+    if (!record) return this.settle({ kind: 'gone' });
+    switch (record.status) {
+      case 'pending':
+        return;
+      case 'rejected':
+      case 'expired':
+      case 'cancelled':
+        return this.settle({ kind: 'refused', record });
+      case 'approved':
+        break;
+    }
+    if (record.execution === 'none') {
+      const executor = [...this.executors].find((e) => !e.sessionSignal.aborted);
+      if (!executor) return this.maybeDispose();
+      let claimed = false;
+      try {
+        claimed = await store.claim(record.id, this.options.processId, this.options.now());
+      } catch {
+        return;
+      }
+      if (claimed) return this.run(record, executor);
+      this.again = true; // someone else claimed: read again to see how it went
+      return;
+    }
+    if (record.execution === 'running') return; // finish publishes; the poll covers a lost message
+    // Executed elsewhere: a holder here gets the kept result, if it is still there.
+    if (this.holders.size === 0) return this.dispose();
+    let kept: string | undefined;
+    try {
+      kept = await store.take(record);
+    } catch {
+      return;
+    }
+    if (kept) {
+      try {
+        return this.settle({ kind: 'result', result: JSON.parse(kept) as CallToolResult });
+      } catch {
+        // fall through: an unreadable kept result is reported as consumed
+      }
+    }
+    return this.settle({ kind: 'consumed', record });
+  }
+
+  private async run(record: ApprovalRecord, executor: Executor): Promise<void> {
+    this.running = true;
+    let execution: Execution;
+    try {
+      execution = await executor.execute(record);
+    } catch (error) {
+      execution = {
+        outcome: 'upstream_error',
+        result: { isError: true, content: [{ type: 'text', text: `the approved call failed: ${(error as Error).message}` }] },
+      };
+    }
+    const delivered = this.holders.size > 0;
+    const now = this.options.now();
+    try {
+      await this.options.store.finish(
+        record,
+        execution.outcome === 'interrupted' ? 'interrupted' : 'done',
+        execution.outcome,
+        now,
+        delivered ? undefined : JSON.stringify(execution.result),
+        delivered,
+      );
+      const finished = await this.options.store.get(record.id);
+      if (finished) await this.options.jobs.executed(finished);
+    } catch (error) {
+      this.options.logger.error({ err: (error as Error).message, approvalId: record.id }, 'approval: could not record the execution');
+    }
+    this.running = false;
+    this.settle({ kind: 'result', result: execution.result });
+  }
+
+  private settle(outcome: WaitOutcome): void {
+    for (const holder of [...this.holders]) holder.deliver(outcome);
+    this.holders.clear();
+    this.dispose();
+  }
+
+  maybeDispose(): void {
+    if (this.holders.size > 0 || this.running) return;
+    if ([...this.executors].some((e) => !e.sessionSignal.aborted)) return;
+    this.dispose();
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    clearInterval(this.poll);
+    this.unsubscribe();
+    this.onDispose();
+  }
+}
+
+export class Parking {
+  private readonly parked = new Map<string, ParkedCall>();
+
+  constructor(private readonly options: ParkingOptions) {}
+
+  /** Calls watched by this process (holding requests or live sessions able to run them). */
+  get size(): number {
+    return this.parked.size;
+  }
+
+  private parkedCall(id: string): ParkedCall {
+    let call = this.parked.get(id);
+    if (!call || call.disposed) {
+      const created: ParkedCall = new ParkedCall(id, this.options, () => {
+        if (this.parked.get(id) === created) this.parked.delete(id);
+      });
+      this.parked.set(id, created);
+      call = created;
+    }
+    return call;
+  }
+
+  /**
+   * Waits for the approval's outcome for at most `holdMs` while it is pending (sending progress meanwhile);
+   * once approved, waits for the single execution. The call stays watched after the request returns, for as
+   * long as its session lives, so an approval still runs it and keeps the result for the retry.
+   */
+  async wait(request: ParkingRequest): Promise<WaitOutcome> {
+    const call = this.parkedCall(request.id);
+    const executor: Executor = { execute: request.execute, sessionSignal: request.sessionSignal };
+    call.executors.add(executor);
+    const onSessionEnd = (): void => {
+      call.executors.delete(executor);
+      call.maybeDispose();
+    };
+    request.sessionSignal.addEventListener('abort', onSessionEnd, { once: true });
+    if (request.sessionSignal.aborted) onSessionEnd();
+
+    return new Promise<WaitOutcome>((resolve) => {
+      let progressTimer: NodeJS.Timeout | undefined;
+      let holdTimer: NodeJS.Timeout | undefined;
+      let done = false;
+      const finish = (outcome: WaitOutcome): void => {
+        if (done) return;
+        done = true;
+        call.holders.delete(holder);
+        clearInterval(progressTimer);
+        clearTimeout(holdTimer);
+        request.signal.removeEventListener('abort', onAbort);
+        resolve(outcome);
+      };
+      const holder: Holder = { deliver: finish };
+      const pendingNow = async (): Promise<void> => {
+        try {
+          const record = await this.options.store.get(request.id);
+          if (record?.status === 'pending') return finish({ kind: 'pending', record });
+          // Decided meanwhile: the watcher delivers the outcome.
+          void call.check();
+        } catch {
+          finish({ kind: 'unavailable' });
+        }
+      };
+      const onAbort = (): void => {
+        finish({ kind: 'unavailable' });
+        call.maybeDispose();
+      };
+      request.signal.addEventListener('abort', onAbort, { once: true });
+      call.holders.add(holder);
+
+      void call.check().then(async () => {
+        if (done) return;
+        let record: ApprovalRecord | undefined;
+        try {
+          record = await this.options.store.get(request.id);
+        } catch {
+          return finish({ kind: 'unavailable' });
+        }
+        if (done) return;
+        if (!record) return finish({ kind: 'gone' });
+        if (record.status !== 'pending') return; // approved: wait for the execution
+        if (request.holdMs <= 0) return finish({ kind: 'pending', record });
+        holdTimer = setTimeout(() => void pendingNow(), request.holdMs);
+        const send = request.sendProgress;
+        if (send) {
+          let beat = 0;
+          const started = this.options.now();
+          progressTimer = setInterval(() => {
+            beat += 1;
+            const waited = Math.round((this.options.now() - started) / 1000);
+            void send({
+              progress: beat,
+              message: `waiting for a reviewer to decide approval ${request.id} (${waited} s so far)`,
+            }).catch(() => undefined);
+          }, this.options.progressIntervalMs);
+        }
+      });
+    });
+  }
+
+  /** Stops watching everything (shutdown): the approvals stay in Redis. */
+  close(): void {
+    for (const call of [...this.parked.values()]) call.dispose();
+  }
+}

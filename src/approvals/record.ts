@@ -1,0 +1,166 @@
+import { z } from 'zod';
+import type { ApprovalSpec, ApprovalWait } from '../policy/types.js';
+
+export const APPROVAL_STATUSES = ['pending', 'approved', 'rejected', 'expired', 'cancelled'] as const;
+export type ApprovalStatus = (typeof APPROVAL_STATUSES)[number];
+export type ExecutionState = 'none' | 'running' | 'done' | 'interrupted';
+
+/**
+ * An approval as stored in Redis: bound to one exact call (server, tool, grant, SHA-256 of the canonical
+ * arguments), the policy's approval spec as it was when the call was parked, and what happened since.
+ * Times are milliseconds since the epoch.
+ */
+export interface ApprovalRecord {
+  id: string;
+  status: ApprovalStatus;
+  server: string;
+  tool: string;
+  grant: string;
+  owner: string;
+  session: string;
+  callId: string;
+  argsSha256: string;
+  /** The call's arguments (needed to show reviewers and to run the call after a restart). */
+  args: Record<string, unknown>;
+  /** The rule that asked for a person, as "file#pointer", and its message. */
+  rule: string;
+  message: string;
+  channel?: string;
+  reviewers: string[];
+  quorum: number;
+  allowSelfApproval: boolean;
+  wait: ApprovalWait;
+  secretArgs: string[][];
+  timeoutSeconds: number;
+  createdAt: number;
+  expiresAt: number;
+  votes: number;
+  decidedBy?: string;
+  decidedByName?: string;
+  decidedAt?: number;
+  /** The rejection's reason, when one was given. */
+  decisionReason?: string;
+  execution: ExecutionState;
+  outcome?: string;
+  /** Kept result (JSON of a CallToolResult) waiting for the agent's retry. */
+  result?: string;
+  delivered: boolean;
+  slackChannel?: string;
+  slackTs?: string;
+}
+
+const num = z.coerce.number();
+const optionalText = z
+  .string()
+  .optional()
+  .transform((value) => (value === '' ? undefined : value));
+const json = <T extends z.ZodType>(schema: T) =>
+  z.string().transform((text, ctx) => {
+    try {
+      return schema.parse(JSON.parse(text)) as z.output<T>;
+    } catch {
+      ctx.addIssue({ code: 'custom', message: 'invalid JSON field' });
+      return z.NEVER;
+    }
+  });
+
+/** Redis hash → record. Stored data is still input: a record that does not parse is treated as unknown. */
+const storedSchema = z.object({
+  id: z.string(),
+  status: z.enum(APPROVAL_STATUSES),
+  server: z.string(),
+  tool: z.string(),
+  grant: z.string(),
+  owner: z.string(),
+  session: z.string(),
+  callId: z.string(),
+  argsSha256: z.string(),
+  args: json(z.record(z.string(), z.unknown())),
+  rule: z.string(),
+  message: z.string(),
+  channel: optionalText,
+  reviewers: json(z.array(z.string())),
+  quorum: num,
+  allowSelfApproval: z.string().transform((v) => v === '1'),
+  wait: z.enum(['hold', 'return', 'auto']),
+  secretArgs: json(z.array(z.array(z.string()))),
+  timeoutSeconds: num,
+  createdAt: num,
+  expiresAt: num,
+  votes: num.default(0),
+  decidedBy: optionalText,
+  decidedByName: optionalText,
+  decidedAt: optionalText.transform((v) => (v === undefined ? undefined : Number(v))),
+  decisionReason: optionalText,
+  execution: z.enum(['none', 'running', 'done', 'interrupted']),
+  outcome: optionalText,
+  result: z.string().optional(),
+  delivered: z
+    .string()
+    .optional()
+    .transform((v) => v === '1'),
+  slackChannel: optionalText,
+  slackTs: optionalText,
+});
+
+export function parseStoredRecord(hash: Record<string, string>): ApprovalRecord | undefined {
+  const parsed = storedSchema.safeParse(hash);
+  if (!parsed.success) return undefined;
+  const record: ApprovalRecord = { ...parsed.data } as ApprovalRecord;
+  for (const key of Object.keys(record) as (keyof ApprovalRecord)[]) {
+    if (record[key] === undefined) delete record[key];
+  }
+  return record;
+}
+
+/** What a new record starts with (field, value pairs for HSET). */
+export function newRecordFields(input: {
+  id: string;
+  server: string;
+  tool: string;
+  grant: string;
+  owner: string;
+  session: string;
+  callId: string;
+  argsSha256: string;
+  args: Record<string, unknown>;
+  rule: string;
+  message: string;
+  spec: ApprovalSpec;
+  createdAt: number;
+}): string[] {
+  const { spec } = input;
+  return [
+    'id', input.id,
+    'status', 'pending',
+    'server', input.server,
+    'tool', input.tool,
+    'grant', input.grant,
+    'owner', input.owner,
+    'session', input.session,
+    'callId', input.callId,
+    'argsSha256', input.argsSha256,
+    'args', JSON.stringify(input.args),
+    'rule', input.rule,
+    'message', input.message,
+    'channel', spec.channel ?? '',
+    'reviewers', JSON.stringify(spec.reviewers),
+    'quorum', String(spec.quorum),
+    'allowSelfApproval', spec.allowSelfApproval ? '1' : '0',
+    'wait', spec.wait,
+    'secretArgs', JSON.stringify(spec.secretArgs),
+    'timeoutSeconds', String(spec.timeoutSeconds),
+    'createdAt', String(input.createdAt),
+    'expiresAt', String(input.createdAt + spec.timeoutSeconds * 1000),
+    'votes', '0',
+    'execution', 'none',
+  ];
+}
+
+/** "15m", "2h", "90s", "1d": how a duration is named in messages. */
+export function formatDuration(seconds: number): string {
+  if (seconds % 86400 === 0) return `${seconds / 86400}d`;
+  if (seconds % 3600 === 0) return `${seconds / 3600}h`;
+  if (seconds % 60 === 0) return `${seconds / 60}m`;
+  return `${seconds}s`;
+}

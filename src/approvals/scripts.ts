@@ -1,0 +1,162 @@
+/**
+ * Lua scripts for approvals. Each is one atomic state change, so any number of gateway processes
+ * (and any number of simultaneous clicks) see one consistent approval. Negative returns are codes that
+ * `store.ts` turns into results; a script never half-applies.
+ *
+ * Record: a hash at `<p>approval:<id>` with `status` pending | approved | rejected | expired | cancelled and
+ * `execution` none | running | done | interrupted. Indexes: `<p>approvals:pending` and
+ * `<p>approvals:pending:<grant>` (sorted by expiry), `<p>approvals:all` (by creation), and a binding key
+ * from the exact call (server, tool, grant, argument hash) to its latest approval.
+ */
+
+/**
+ * create — park a call for approval, unless the grant already has `max_pending` approvals pending or the
+ * identical call already has a pending approval (then that one is returned: one call, one approval).
+ *   KEYS[1] record  KEYS[2] pending index  KEYS[3] grant's pending index  KEYS[4] binding  KEYS[5] all index
+ *   ARGV[1] now (ms)  ARGV[2] max pending  ARGV[3] expires at (ms)  ARGV[4] id  ARGV[5] keep for (s) after expiry
+ *   ARGV[6..] field, value pairs of the record
+ * Returns { 0, id } created, { 1, existing id } already pending, { -1, pending count } too many pending.
+ */
+export const CREATE_SCRIPT = `
+local now = tonumber(ARGV[1])
+local bound = redis.call('GET', KEYS[4])
+if bound then
+  local prefix = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[4])
+  if redis.call('HGET', prefix .. bound, 'status') == 'pending' then
+    return { 1, bound }
+  end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+local pending = redis.call('ZCARD', KEYS[3])
+if pending >= tonumber(ARGV[2]) then
+  return { -1, pending }
+end
+local fields = {}
+for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+local expiresAt = tonumber(ARGV[3])
+local ttl = math.ceil((expiresAt - now) / 1000) + tonumber(ARGV[5])
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('ZADD', KEYS[2], expiresAt, ARGV[4])
+redis.call('ZADD', KEYS[3], expiresAt, ARGV[4])
+redis.call('ZADD', KEYS[5], now, ARGV[4])
+redis.call('SET', KEYS[4], ARGV[4], 'EX', ttl)
+return { 0, ARGV[4] }
+`;
+
+/**
+ * transition — the one place an approval's status changes: pending → approved | rejected | expired | cancelled.
+ * Guarantee: exactly one caller moves a pending approval to a final status; everyone after it is told who
+ * decided and when. A click that arrives after the expiry time expires the approval instead of deciding it.
+ * With a quorum, each distinct approver counts once and the approval is approved by the vote that reaches it.
+ *   KEYS[1] record  KEYS[2] approvers set  KEYS[3] pending index  KEYS[4] grant's pending index
+ *   ARGV[1] verdict: approve | reject | cancel | expire   ARGV[2] reviewer id  ARGV[3] reviewer name
+ *   ARGV[4] reason (may be empty)  ARGV[5] now (ms)  ARGV[6] events channel  ARGV[7] id
+ * Returns
+ *   { 0, status }                         decided now (approved, rejected, expired or cancelled)
+ *   { 1, votes }                          approval vote counted, quorum not reached yet
+ *   { -1 }                                no such approval
+ *   { -2, status, by, name, at }          already decided (by whom, when)
+ *   { -3, votes }                         this reviewer has already approved
+ *   { -4 }                                expire asked before the expiry time
+ */
+export const TRANSITION_SCRIPT = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return { -1 } end
+local status = redis.call('HGET', KEYS[1], 'status')
+local now = tonumber(ARGV[5])
+local verdict = ARGV[1]
+local function final(newStatus, by, name, reason, at)
+  redis.call('HSET', KEYS[1], 'status', newStatus, 'decidedBy', by, 'decidedByName', name, 'decidedAt', at,
+    'decisionReason', reason)
+  redis.call('ZREM', KEYS[3], ARGV[7])
+  redis.call('ZREM', KEYS[4], ARGV[7])
+  redis.call('PUBLISH', ARGV[6], ARGV[7])
+end
+if status ~= 'pending' then
+  local d = redis.call('HMGET', KEYS[1], 'decidedBy', 'decidedByName', 'decidedAt')
+  return { -2, status, d[1] or '', d[2] or '', d[3] or '' }
+end
+local expiresAt = tonumber(redis.call('HGET', KEYS[1], 'expiresAt'))
+if now >= expiresAt then
+  final('expired', '', '', '', tostring(expiresAt))
+  if verdict == 'expire' then return { 0, 'expired' } end
+  return { -2, 'expired', '', '', tostring(expiresAt) }
+end
+if verdict == 'expire' then return { -4 } end
+if verdict == 'approve' then
+  if redis.call('SADD', KEYS[2], ARGV[2]) == 0 then return { -3, redis.call('SCARD', KEYS[2]) } end
+  redis.call('EXPIRE', KEYS[2], redis.call('TTL', KEYS[1]))
+  local votes = redis.call('SCARD', KEYS[2])
+  redis.call('HSET', KEYS[1], 'votes', votes)
+  if votes < tonumber(redis.call('HGET', KEYS[1], 'quorum')) then
+    redis.call('PUBLISH', ARGV[6], ARGV[7])
+    return { 1, votes }
+  end
+  final('approved', ARGV[2], ARGV[3], '', ARGV[5])
+  return { 0, 'approved' }
+end
+if verdict == 'reject' then
+  final('rejected', ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+  return { 0, 'rejected' }
+end
+final('cancelled', ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+return { 0, 'cancelled' }
+`;
+
+/**
+ * claim — the right to run an approved call upstream. Guarantee: at most one claim ever succeeds for an
+ * approval, whichever process or request asks, so an approved call runs at most once.
+ *   KEYS[1] record   ARGV[1] now (ms)   ARGV[2] claimant (process id)
+ * Returns 1 when claimed, 0 otherwise.
+ */
+export const CLAIM_SCRIPT = `
+local s = redis.call('HMGET', KEYS[1], 'status', 'execution')
+if s[1] ~= 'approved' or s[2] ~= 'none' then return 0 end
+redis.call('HSET', KEYS[1], 'execution', 'running', 'executionStartedAt', ARGV[1], 'executor', ARGV[2])
+return 1
+`;
+
+/**
+ * finish — record how the single execution ended, and keep its result for the agent's retry when no
+ * request was waiting for it.
+ *   KEYS[1] record  KEYS[2] binding
+ *   ARGV[1] execution: done | interrupted  ARGV[2] outcome  ARGV[3] now (ms)  ARGV[4] result JSON or ''
+ *   ARGV[5] '1' when the result was handed to a waiting request  ARGV[6] events channel  ARGV[7] id
+ * Returns 1.
+ */
+export const FINISH_SCRIPT = `
+redis.call('HSET', KEYS[1], 'execution', ARGV[1], 'outcome', ARGV[2], 'executionEndedAt', ARGV[3])
+if ARGV[5] == '1' then
+  redis.call('HSET', KEYS[1], 'delivered', '1')
+  if redis.call('GET', KEYS[2]) == ARGV[7] then redis.call('DEL', KEYS[2]) end
+elseif ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[1], 'result', ARGV[4])
+end
+redis.call('PUBLISH', ARGV[6], ARGV[7])
+return 1
+`;
+
+/**
+ * take — hand a kept result to the agent's identical retry, once. Guarantee: single use; after it the
+ * binding is gone, so the next identical call asks for a new approval.
+ *   KEYS[1] record  KEYS[2] binding  ARGV[1] id
+ * Returns the result JSON, or false when there is none (not finished, or already taken).
+ */
+export const TAKE_SCRIPT = `
+local s = redis.call('HMGET', KEYS[1], 'execution', 'delivered', 'result')
+if (s[1] ~= 'done' and s[1] ~= 'interrupted') or s[2] == '1' then return false end
+redis.call('HSET', KEYS[1], 'delivered', '1')
+redis.call('HDEL', KEYS[1], 'result')
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+return s[3] or ''
+`;
+
+/**
+ * unbind — end the binding of a call to a decided approval (its rejection or expiry has been told).
+ *   KEYS[1] binding   ARGV[1] id
+ * Returns 1 when removed.
+ */
+export const UNBIND_SCRIPT = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`;

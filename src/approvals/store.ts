@@ -1,0 +1,236 @@
+import { createHash } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { LuaScript } from '../redis/script.js';
+import type { ApprovalSpec } from '../policy/types.js';
+import { newRecordFields, parseStoredRecord } from './record.js';
+import type { ApprovalRecord, ApprovalStatus } from './record.js';
+import {
+  CLAIM_SCRIPT,
+  CREATE_SCRIPT,
+  FINISH_SCRIPT,
+  TAKE_SCRIPT,
+  TRANSITION_SCRIPT,
+  UNBIND_SCRIPT,
+} from './scripts.js';
+
+const createScript = new LuaScript(CREATE_SCRIPT);
+const transitionScript = new LuaScript(TRANSITION_SCRIPT);
+const claimScript = new LuaScript(CLAIM_SCRIPT);
+const finishScript = new LuaScript(FINISH_SCRIPT);
+const takeScript = new LuaScript(TAKE_SCRIPT);
+const unbindScript = new LuaScript(UNBIND_SCRIPT);
+
+/** How long a decided approval (and a kept result) stays readable after its expiry time. */
+export const KEEP_AFTER_EXPIRY_SECONDS = 24 * 3600;
+
+/** The exact call an approval is bound to. */
+export interface BoundCall {
+  server: string;
+  tool: string;
+  grant: string;
+  argsSha256: string;
+}
+
+export interface NewApproval extends BoundCall {
+  id: string;
+  owner: string;
+  session: string;
+  callId: string;
+  args: Record<string, unknown>;
+  rule: string;
+  message: string;
+  spec: ApprovalSpec;
+  now: number;
+}
+
+export type CreateResult =
+  | { kind: 'created'; id: string }
+  | { kind: 'existing'; id: string }
+  | { kind: 'too_many_pending'; pending: number };
+
+export type Verdict = 'approve' | 'reject' | 'cancel' | 'expire';
+
+export type TransitionResult =
+  | { kind: 'decided'; status: Exclude<ApprovalStatus, 'pending'> }
+  | { kind: 'vote_counted'; votes: number }
+  | { kind: 'unknown' }
+  | { kind: 'already_decided'; status: ApprovalStatus; by: string; name: string; at: number }
+  | { kind: 'already_voted'; votes: number }
+  | { kind: 'not_due' };
+
+export class ApprovalStoreUnavailableError extends Error {
+  readonly code = 'countersign.approvals.unavailable';
+  constructor(cause: unknown) {
+    super(`approval store unavailable: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+  }
+}
+
+async function guarded<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    throw new ApprovalStoreUnavailableError(error);
+  }
+}
+
+/** Approval records in Redis. Every status change goes through one Lua script (scripts.ts). */
+export class ApprovalStore {
+  readonly eventsChannel: string;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+  ) {
+    this.eventsChannel = `${prefix}approvals:events`;
+  }
+
+  private record(id: string): string {
+    return `${this.prefix}approval:${id}`;
+  }
+  private approvers(id: string): string {
+    return `${this.prefix}approval:${id}:approvers`;
+  }
+  private pendingIndex(): string {
+    return `${this.prefix}approvals:pending`;
+  }
+  private grantIndex(grant: string): string {
+    return `${this.prefix}approvals:pending:${grant}`;
+  }
+  private allIndex(): string {
+    return `${this.prefix}approvals:all`;
+  }
+  binding(call: BoundCall): string {
+    const hash = createHash('sha256')
+      .update([call.server, call.tool, call.grant, call.argsSha256].join('\0'))
+      .digest('hex');
+    return `${this.prefix}approvals:bind:${hash}`;
+  }
+
+  async create(input: NewApproval): Promise<CreateResult> {
+    const fields = newRecordFields({ ...input, createdAt: input.now });
+    const expiresAt = input.now + input.spec.timeoutSeconds * 1000;
+    const reply = (await guarded(() =>
+      createScript.run(
+        this.redis,
+        [this.record(input.id), this.pendingIndex(), this.grantIndex(input.grant), this.binding(input), this.allIndex()],
+        [input.now, input.spec.maxPending, expiresAt, input.id, KEEP_AFTER_EXPIRY_SECONDS, ...fields],
+      ),
+    )) as [number, string | number];
+    if (reply[0] === 0) return { kind: 'created', id: String(reply[1]) };
+    if (reply[0] === 1) return { kind: 'existing', id: String(reply[1]) };
+    return { kind: 'too_many_pending', pending: Number(reply[1]) };
+  }
+
+  async get(id: string): Promise<ApprovalRecord | undefined> {
+    if (!/^[0-9A-Za-z]{1,64}$/.test(id)) return undefined;
+    const hash = await guarded(() => this.redis.hgetall(this.record(id)));
+    return Object.keys(hash).length === 0 ? undefined : parseStoredRecord(hash);
+  }
+
+  /** The approval the identical call is bound to (pending, or decided and not yet told), if any. */
+  async findBound(call: BoundCall): Promise<ApprovalRecord | undefined> {
+    const id = await guarded(() => this.redis.get(this.binding(call)));
+    return id ? this.get(id) : undefined;
+  }
+
+  async transition(
+    id: string,
+    verdict: Verdict,
+    reviewer: { id: string; name: string },
+    reason: string,
+    now: number,
+  ): Promise<TransitionResult> {
+    const record = (await this.get(id));
+    if (!record) return { kind: 'unknown' };
+    const reply = (await guarded(() =>
+      transitionScript.run(
+        this.redis,
+        [this.record(id), this.approvers(id), this.pendingIndex(), this.grantIndex(record.grant)],
+        [verdict, reviewer.id, reviewer.name, reason, now, this.eventsChannel, id],
+      ),
+    )) as (number | string)[];
+    switch (Number(reply[0])) {
+      case 0:
+        return { kind: 'decided', status: reply[1] as Exclude<ApprovalStatus, 'pending'> };
+      case 1:
+        return { kind: 'vote_counted', votes: Number(reply[1]) };
+      case -1:
+        return { kind: 'unknown' };
+      case -2:
+        return {
+          kind: 'already_decided',
+          status: reply[1] as ApprovalStatus,
+          by: String(reply[2]),
+          name: String(reply[3]),
+          at: Number(reply[4]),
+        };
+      case -3:
+        return { kind: 'already_voted', votes: Number(reply[1]) };
+      default:
+        return { kind: 'not_due' };
+    }
+  }
+
+  async claim(id: string, claimant: string, now: number): Promise<boolean> {
+    return (await guarded(() => claimScript.run(this.redis, [this.record(id)], [now, claimant]))) === 1;
+  }
+
+  async finish(
+    record: ApprovalRecord,
+    execution: 'done' | 'interrupted',
+    outcome: string,
+    now: number,
+    result: string | undefined,
+    deliveredToWaiter: boolean,
+  ): Promise<void> {
+    await guarded(() =>
+      finishScript.run(
+        this.redis,
+        [this.record(record.id), this.binding(record)],
+        [execution, outcome, now, result ?? '', deliveredToWaiter ? '1' : '0', this.eventsChannel, record.id],
+      ),
+    );
+  }
+
+  /** The kept result for the agent's retry, once; undefined when there is none. */
+  async take(record: ApprovalRecord): Promise<string | undefined> {
+    const reply = await guarded(() => takeScript.run(this.redis, [this.record(record.id), this.binding(record)], [record.id]));
+    return typeof reply === 'string' ? reply : undefined;
+  }
+
+  async unbind(record: ApprovalRecord): Promise<void> {
+    await guarded(() => unbindScript.run(this.redis, [this.binding(record)], [record.id]));
+  }
+
+  async setSlackMessage(id: string, channel: string, ts: string): Promise<void> {
+    await guarded(() => this.redis.hset(this.record(id), 'slackChannel', channel, 'slackTs', ts));
+  }
+
+  /** Newest first. `status` filters; records past their retention are dropped from the index as found. */
+  async list(options: { status?: ApprovalStatus; limit: number }): Promise<ApprovalRecord[]> {
+    const ids = await guarded(() => this.redis.zrevrange(this.allIndex(), 0, Math.max(options.limit * 4, 200)));
+    const records: ApprovalRecord[] = [];
+    const gone: string[] = [];
+    for (const id of ids) {
+      const record = await this.get(id);
+      if (!record) {
+        gone.push(id);
+        continue;
+      }
+      if (options.status && record.status !== options.status) continue;
+      records.push(record);
+      if (records.length >= options.limit) break;
+    }
+    if (gone.length) await guarded(() => this.redis.zrem(this.allIndex(), ...gone));
+    return records;
+  }
+
+  /** Pending approvals whose expiry time has passed (for the expiry sweep at start). */
+  async overdue(now: number): Promise<string[]> {
+    return guarded(() => this.redis.zrangebyscore(this.pendingIndex(), '-inf', now));
+  }
+
+  async pendingCount(): Promise<number> {
+    return guarded(() => this.redis.zcard(this.pendingIndex()));
+  }
+}

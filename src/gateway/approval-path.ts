@@ -1,0 +1,281 @@
+/**
+ * The approval stage of the pipeline, for calls the policy sends to a person:
+ *   limits (check now: a call over its limit is refused and no reviewer is asked) → find the approval this
+ *   exact call is bound to, or park it (max_pending) → audit `approval_requested` → queue the Slack message
+ *   and the expiry → wait as the policy says (hold / return / auto) → on approval run it once, paced by
+ *   the tool's limits → answer with the result, the rejection, the expiry, or "pending".
+ */
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { approvalAudit } from '../approvals/audit.js';
+import type { Execution, WaitOutcome } from '../approvals/parking.js';
+import type { ApprovalRecord } from '../approvals/record.js';
+import { formatDuration } from '../approvals/record.js';
+import { ApprovalStoreUnavailableError } from '../approvals/store.js';
+import { newUlid } from '../ids/ulid.js';
+import { LimitStoreUnavailableError } from '../limits/counters.js';
+import type { CounterUse, LimitExceeded, LimitSubject, Reservation } from '../limits/counters.js';
+import type { Decision, LimitSpec } from '../policy/types.js';
+import type { UpstreamConnection } from '../upstream/connection.js';
+import { ruleLabel } from './answers.js';
+import type { RefusalDetail } from './answers.js';
+import { auditAllowed, forward } from './pipeline.js';
+import type { DownstreamCall, EventBase } from './pipeline.js';
+import type { CallerIdentity, GatewayServices } from './services.js';
+
+/** Key of the approval's state in a pending answer's `_meta`. */
+export const APPROVAL_META_KEY = 'countersign/approval';
+
+type ApprovalDecision = Extract<Decision, { kind: 'require_approval' }>;
+
+export interface ApprovalCall {
+  services: GatewayServices;
+  caller: CallerIdentity;
+  base: EventBase;
+  connection: UpstreamConnection;
+  /** The tool's name upstream. */
+  upstreamTool: string;
+  args: Record<string, unknown>;
+  decision: ApprovalDecision;
+  call: DownstreamCall;
+  refuse: (detail: RefusalDetail, counters?: CounterUse[]) => Promise<CallToolResult>;
+}
+
+export function rateLimited(reserved: LimitExceeded): RefusalDetail {
+  const { limit, retryAt, retryAfterSeconds } = reserved;
+  return {
+    reason: 'rate_limited',
+    message: `rate limit reached: counter "${limit.counter}" allows ${limit.max} calls per ${limit.windowSeconds} s per ${limit.scope}.`,
+    rule: limit.rule,
+    retryAt: retryAt.toISOString(),
+    retryAfterSeconds,
+    counter: { name: limit.counter, scope: limit.scope, max: limit.max, windowSeconds: limit.windowSeconds },
+  };
+}
+
+const STORE_UNAVAILABLE: RefusalDetail = {
+  reason: 'store_unavailable',
+  message: 'policy store unavailable (Redis cannot be reached), so no call is allowed; try again shortly.',
+};
+
+function holdMs(decision: ApprovalDecision): number {
+  const { wait, timeoutSeconds, holdForSeconds } = decision.approval;
+  if (wait === 'return') return 0;
+  if (wait === 'hold') return timeoutSeconds * 1000 + 2000;
+  return Math.min(holdForSeconds, timeoutSeconds) * 1000;
+}
+
+export async function handleApprovalCall(ctx: ApprovalCall): Promise<CallToolResult> {
+  const { services, caller, base, decision, refuse } = ctx;
+  const approvals = services.approvals;
+  const subject: LimitSubject = { server: base.server, grant: caller.grant.id, session: caller.sessionId };
+
+  // Limits first: checked (taken and given back) now, taken for real when the approved call runs.
+  try {
+    const reserved = await services.limits.reserve(decision.limits, subject, services.now());
+    if (!reserved.ok) return refuse(rateLimited(reserved), [reserved.counter]);
+    await services.limits.release(reserved);
+  } catch (error) {
+    if (!(error instanceof LimitStoreUnavailableError)) throw error;
+    return refuse(STORE_UNAVAILABLE);
+  }
+
+  let record: ApprovalRecord | undefined;
+  try {
+    const bound = { server: base.server, tool: base.tool, grant: caller.grant.id, argsSha256: base.argsSha256 };
+    record = await approvals.store.findBound(bound);
+    if (!record) {
+      const created = await approvals.store.create({
+        ...bound,
+        id: newUlid(),
+        owner: caller.grant.owner,
+        session: caller.sessionId,
+        callId: base.callId,
+        args: ctx.args,
+        rule: ruleLabel(decision.rule) ?? '',
+        message: decision.message,
+        spec: decision.approval,
+        now: services.now(),
+      });
+      if (created.kind === 'too_many_pending') {
+        return refuse({
+          reason: 'too_many_pending',
+          message:
+            `grant ${caller.grant.id} already has ${created.pending} calls waiting for approval (max_pending ` +
+            `${decision.approval.maxPending}); wait for a reviewer to decide them, then call again.`,
+          rule: decision.approval.rule,
+        });
+      }
+      record = await approvals.store.get(created.id);
+      if (!record) return refuse(STORE_UNAVAILABLE);
+      if (created.kind === 'created') {
+        const parked = await announce(ctx, record);
+        if (parked) return parked;
+      }
+    }
+  } catch (error) {
+    if (!(error instanceof ApprovalStoreUnavailableError)) throw error;
+    return refuse(STORE_UNAVAILABLE);
+  }
+
+  const outcome = await approvals.parking.wait({
+    id: record.id,
+    holdMs: record.status === 'pending' ? holdMs(decision) : 0,
+    signal: ctx.call.signal,
+    sessionSignal: ctx.call.sessionSignal ?? ctx.call.signal,
+    ...(ctx.call.sendProgress ? { sendProgress: ctx.call.sendProgress } : {}),
+    execute: (approved) => runApproved(ctx, approved, subject),
+  });
+  return answer(ctx, record, outcome);
+}
+
+/** Audits the request and queues the Slack message and the expiry; on failure cancels it (fail closed). */
+async function announce(ctx: ApprovalCall, record: ApprovalRecord): Promise<CallToolResult | undefined> {
+  const { services } = ctx;
+  const approvals = services.approvals;
+  const where = record.channel ? `reviewers asked in ${record.channel}` : 'reviewers asked through the approvals API';
+  try {
+    await services.audit.append(
+      approvalAudit(record, services.now(), {
+        decision: 'pending',
+        reason: 'approval_requested',
+        message: `${record.message}; ${where}; expires ${new Date(record.expiresAt).toISOString()}`,
+        keepArguments: services.config.raw.audit.keep_arguments,
+      }),
+    );
+  } catch {
+    services.metrics.auditFailures.inc();
+    await approvals.store.transition(record.id, 'cancel', { id: 'gateway', name: 'gateway' }, 'audit unavailable', services.now()).catch(() => undefined);
+    return ctx.refuse({
+      reason: 'audit_unavailable',
+      message: 'the audit trail cannot be written (Redis cannot be reached), so no call is allowed; try again shortly.',
+    });
+  }
+  services.metrics.approvals.inc({ server: record.server, step: 'requested' });
+  try {
+    await approvals.jobs.parked(record);
+  } catch (error) {
+    services.logger.error({ err: (error as Error).message, approvalId: record.id }, 'approval queue unavailable; cancelling');
+    await approvals.desk.cancel(record.id, 'gateway', 'the approval queue is unavailable').catch(() => undefined);
+    return ctx.refuse(STORE_UNAVAILABLE);
+  }
+  return undefined;
+}
+
+async function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+/**
+ * Takes the tool's limits for an approved call, waiting for the next window when they are full: approving a
+ * backlog paces it, it never bursts past the policy's limits.
+ */
+async function reservePaced(
+  services: GatewayServices,
+  limits: LimitSpec[],
+  subject: LimitSubject,
+  signal: AbortSignal,
+): Promise<Reservation | RefusalDetail> {
+  let storeFailures = 0;
+  for (;;) {
+    if (signal.aborted) return { reason: 'interrupted', message: 'the session ended before the approved call could run' };
+    try {
+      const reserved = await services.limits.reserve(limits, subject, services.now());
+      if (reserved.ok) return reserved;
+      await sleep(Math.max(10, reserved.retryAt.getTime() - services.now()) + Math.random() * 50, signal);
+    } catch (error) {
+      if (!(error instanceof LimitStoreUnavailableError) || ++storeFailures > 30) return STORE_UNAVAILABLE;
+      await sleep(1000, signal);
+    }
+  }
+}
+
+async function runApproved(ctx: ApprovalCall, record: ApprovalRecord, subject: LimitSubject): Promise<Execution> {
+  const { services, decision } = ctx;
+  const sessionSignal = ctx.call.sessionSignal ?? ctx.call.signal;
+  const base: EventBase = { ...ctx.base, callId: record.callId, approvalId: record.id };
+  const refused = (detail: RefusalDetail): Execution => ({
+    outcome: 'refused',
+    result: { isError: true, content: [{ type: 'text', text: `Countersign could not run the approved call: ${detail.message}` }] },
+  });
+  const reservation = await reservePaced(services, decision.limits, subject, sessionSignal);
+  if (!('ok' in reservation)) return refused(reservation);
+  const approvedBy = record.decidedByName || record.decidedBy || 'a reviewer';
+  if (!(await auditAllowed(services, base, decision.rule, `approved by ${approvedBy} (approval ${record.id})`, reservation, 'approved'))) {
+    return refused({ reason: 'audit_unavailable', message: 'the audit trail cannot be written' });
+  }
+  if (record.decidedAt) services.metrics.resumeDelay.observe(Math.max(0, services.now() - record.decidedAt) / 1000);
+  const forwarded = await forward(services, base, decision.rule, reservation, ctx.connection, {
+    params: { ...ctx.call.params, name: ctx.upstreamTool },
+    signal: sessionSignal,
+  });
+  return { result: forwarded.result, outcome: forwarded.outcome };
+}
+
+function pendingAnswer(record: ApprovalRecord): CallToolResult {
+  const where = record.channel ? `a reviewer has been asked in Slack channel ${record.channel}` : 'a reviewer has been asked (approvals API)';
+  const votes = record.quorum > 1 ? ` (${record.votes} of ${record.quorum} approvals so far)` : '';
+  return {
+    content: [
+      {
+        type: 'text',
+        text:
+          `Approval pending (id ${record.id}): ${where}${votes}. The call has not run. Call the same tool with the ` +
+          `same arguments again for the outcome; the approval expires at ${new Date(record.expiresAt).toISOString()}.`,
+      },
+    ],
+    _meta: {
+      [APPROVAL_META_KEY]: {
+        id: record.id,
+        status: 'pending',
+        channel: record.channel ?? null,
+        expiresAt: new Date(record.expiresAt).toISOString(),
+        votes: record.votes,
+        quorum: record.quorum,
+      },
+    },
+  };
+}
+
+/** What the agent is told when nobody approved: "Rejected by X: reason", or the expiry, or the cancellation. */
+export function refusedDetail(record: ApprovalRecord, rule: ApprovalDecision['rule']): RefusalDetail {
+  const name = record.decidedByName || record.decidedBy || 'a reviewer';
+  switch (record.status) {
+    case 'rejected':
+      return { reason: 'rejected', message: record.decisionReason ? `Rejected by ${name}: ${record.decisionReason}` : `Rejected by ${name}.`, rule };
+    case 'expired':
+      return { reason: 'expired', message: `No decision within ${formatDuration(record.timeoutSeconds)}; not executed.`, rule };
+    default:
+      return { reason: 'cancelled', message: `Approval cancelled${record.decisionReason ? ` (${record.decisionReason})` : ''}; not executed.`, rule };
+  }
+}
+
+async function answer(ctx: ApprovalCall, record: ApprovalRecord, outcome: WaitOutcome): Promise<CallToolResult> {
+  const { services } = ctx;
+  switch (outcome.kind) {
+    case 'result':
+      return outcome.result;
+    case 'pending':
+      return pendingAnswer(outcome.record);
+    case 'refused':
+      // Told once: the next identical call asks again.
+      await services.approvals.store.unbind(outcome.record).catch(() => undefined);
+      return ctx.refuse(refusedDetail(outcome.record, ctx.decision.rule));
+    case 'consumed':
+      return ctx.refuse({
+        reason: 'approval_used',
+        message: `approval ${record.id} was used: the approved call already ran and its result went to an earlier request. Call again to ask for a new approval.`,
+      });
+    case 'gone':
+      return ctx.refuse({ reason: 'approval_gone', message: `approval ${record.id} no longer exists; call again to ask for a new one.` });
+    case 'unavailable':
+      return ctx.refuse(STORE_UNAVAILABLE);
+  }
+}
