@@ -72,6 +72,8 @@ interface Executor {
 class ParkedCall {
   readonly holders = new Set<Holder>();
   readonly executors = new Set<Executor>();
+  /** Undone on dispose (listeners on session signals, which outlive this call). */
+  readonly cleanups: (() => void)[] = [];
   private checking: Promise<void> | undefined;
   private again = false;
   private running = false;
@@ -206,6 +208,7 @@ class ParkedCall {
     this.disposed = true;
     clearInterval(this.poll);
     this.unsubscribe();
+    for (const cleanup of this.cleanups.splice(0)) cleanup();
     this.onDispose();
   }
 }
@@ -246,6 +249,7 @@ export class Parking {
       call.maybeDispose();
     };
     request.sessionSignal.addEventListener('abort', onSessionEnd, { once: true });
+    call.cleanups.push(() => request.sessionSignal.removeEventListener('abort', onSessionEnd));
     if (request.sessionSignal.aborted) onSessionEnd();
 
     return new Promise<WaitOutcome>((resolve) => {

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import {
   CallToolRequestSchema,
@@ -64,7 +65,7 @@ export class GatewaySession {
   private readonly openRequests = new Set<RequestId>();
   private closed = false;
   /** Aborted when the session closes: approved calls this session parked can run until then. */
-  private readonly lifetime = new AbortController();
+  private readonly lifetime = lifetimeController();
   /** Requests from upstream wait until the client has finished initializing (spec: nothing but pings before). */
   private readonly clientReady: Promise<void>;
 
@@ -273,4 +274,11 @@ export function mergeCapabilities(all: readonly ServerCapabilities[]): ServerCap
     if (caps.experimental) merged.experimental = { ...merged.experimental, ...caps.experimental };
   }
   return merged;
+}
+
+/** A session's lifetime signal: every call it parks listens to it, so the listener warning limit is off. */
+function lifetimeController(): AbortController {
+  const controller = new AbortController();
+  setMaxListeners(0, controller.signal);
+  return controller;
 }

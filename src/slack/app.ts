@@ -3,7 +3,7 @@
  * signing secret verified by Bolt's receiver on the raw body) or Socket Mode (SLACK_APP_TOKEN).
  * Every handler acknowledges first (Slack wants an answer within 3 s) and only then reads Redis or calls Slack.
  */
-import bolt from '@slack/bolt';
+import { App, ExpressReceiver, LogLevel } from '@slack/bolt';
 import type { RequestHandler, Router } from 'express';
 import { z } from 'zod';
 import type { ApprovalDesk } from '../approvals/desk.js';
@@ -16,7 +16,6 @@ import type { Logger } from '../log/logger.js';
 import { APPROVE_ACTION, REJECT_ACTION, REJECT_MODAL, REJECT_REASON_BLOCK, REJECT_REASON_INPUT, rejectModal } from './blocks.js';
 import type { SlackApi } from './web.js';
 
-const { App, ExpressReceiver, LogLevel } = bolt;
 
 /** Slack's replay window: requests older or newer than this (by their timestamp header) are refused. */
 export const SLACK_MAX_SKEW_SECONDS = 300;
@@ -112,6 +111,15 @@ export function createSlackApp(options: SlackAppOptions): SlackReceiver {
       endpoints: '/slack/events',
       logger: boltLogger,
       bodyLimit: '256kb',
+      // A validly signed payload Bolt cannot process is bad input (400), not a gateway failure (500).
+      processEventErrorHandler: async ({ error, response }) => {
+        logger.warn({ err: error.message }, 'slack: payload could not be processed');
+        if (!response.headersSent) {
+          response.writeHead(400, { 'content-type': 'application/json' });
+          response.end(JSON.stringify({ error: 'the payload could not be processed' }));
+        }
+        return true;
+      },
     });
     app = new App({ token: config.botToken, receiver, clientOptions, logger: boltLogger, tokenVerificationEnabled: false });
   }
