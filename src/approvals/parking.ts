@@ -188,7 +188,11 @@ class ParkedCall {
       this.options.logger.error({ err: (error as Error).message, approvalId: record.id }, 'approval: could not record the execution');
     }
     this.running = false;
-    this.settle({ kind: 'result', result: execution.result });
+    if (delivered) return this.settle({ kind: 'result', result: execution.result });
+    // The result was kept for a retry. Requests that joined while it was being kept must take it like any
+    // retry (single use), not get it from memory as well.
+    if (this.holders.size > 0) void this.check();
+    else this.dispose();
   }
 
   private settle(outcome: WaitOutcome): void {

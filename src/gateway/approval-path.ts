@@ -69,21 +69,15 @@ export async function handleApprovalCall(ctx: ApprovalCall): Promise<CallToolRes
   const approvals = services.approvals;
   const subject: LimitSubject = { server: base.server, grant: caller.grant.id, session: caller.sessionId };
 
-  // Limits first: checked (taken and given back) now, taken for real when the approved call runs.
-  try {
-    const reserved = await services.limits.reserve(decision.limits, subject, services.now());
-    if (!reserved.ok) return refuse(rateLimited(reserved), [reserved.counter]);
-    await services.limits.release(reserved);
-  } catch (error) {
-    if (!(error instanceof LimitStoreUnavailableError)) throw error;
-    return refuse(STORE_UNAVAILABLE);
-  }
-
   let record: ApprovalRecord | undefined;
   try {
     const bound = { server: base.server, tool: base.tool, grant: caller.grant.id, argsSha256: base.argsSha256 };
     record = await approvals.store.findBound(bound);
     if (!record) {
+      // A new call: its limits are checked (without taking anything) before anyone is asked, and taken for real
+      // when the approved call runs. The retry of a parked call skips this: its outcome is owed to it.
+      const overLimit = await checkLimits(services, decision.limits, subject);
+      if (overLimit) return refuse(overLimit.detail, overLimit.counters);
       const created = await approvals.store.create({
         ...bound,
         id: newUlid(),
@@ -126,6 +120,20 @@ export async function handleApprovalCall(ctx: ApprovalCall): Promise<CallToolRes
     execute: (approved) => runApproved(ctx, approved, subject),
   });
   return answer(ctx, record, outcome);
+}
+
+async function checkLimits(
+  services: GatewayServices,
+  limits: LimitSpec[],
+  subject: LimitSubject,
+): Promise<{ detail: RefusalDetail; counters: CounterUse[] } | undefined> {
+  try {
+    const full = await services.limits.check(limits, subject, services.now());
+    return full ? { detail: rateLimited(full), counters: [full.counter] } : undefined;
+  } catch (error) {
+    if (!(error instanceof LimitStoreUnavailableError)) throw error;
+    return { detail: STORE_UNAVAILABLE, counters: [] };
+  }
 }
 
 /** Audits the request and queues the Slack message and the expiry; on failure cancels it (fail closed). */

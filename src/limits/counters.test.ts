@@ -27,6 +27,18 @@ describe('LimitCounters', () => {
     redis.disconnect();
   });
 
+  it('check() reports a full counter without taking anything', async () => {
+    const counters = new LimitCounters(redis, `${prefix}check:`);
+    expect(await counters.check([perGrant(2)], subject('g1'), NOW)).toBeUndefined();
+    expect(await counters.check([perGrant(2)], subject('g1'), NOW)).toBeUndefined();
+    await counters.reserve([perGrant(2)], subject('g1'), NOW);
+    expect(await counters.check([perGrant(2)], subject('g1'), NOW)).toBeUndefined();
+    await counters.reserve([perGrant(2)], subject('g1'), NOW);
+    const full = await counters.check([perGrant(2)], subject('g1'), NOW);
+    expect(full).toMatchObject({ ok: false, retryAfterSeconds: 30, counter: { count: 2, max: 2 } });
+    expect(await counters.check([perGrant(2)], subject('g2'), NOW)).toBeUndefined();
+  });
+
   it('admits exactly max of 200 concurrent calls', async () => {
     const counters = new LimitCounters(redis, `${prefix}a:`);
     const results = await Promise.all(

@@ -84,12 +84,40 @@ export function planCounters(
   return [...byKey.values()];
 }
 
+function exceeded(full: PlannedCounter, count: number, nowMs: number): LimitExceeded {
+  return {
+    ok: false,
+    limit: full.spec,
+    counter: { counter: full.spec.counter, scope: full.spec.scope, key: full.key, count, max: full.spec.max },
+    retryAt: new Date(full.windowEnd),
+    retryAfterSeconds: Math.max(1, Math.ceil((full.windowEnd - nowMs) / 1000)),
+  };
+}
+
 /** Rate-limit counters in Redis: reserve before forwarding, release when the call never reached upstream. */
 export class LimitCounters {
   constructor(
     private readonly redis: Redis,
     private readonly prefix: string,
   ) {}
+
+  /**
+   * Whether a call would fit now, without taking anything: the first full counter, or undefined. Used before
+   * asking a person (a call over its limit is refused at once); the approved call reserves for real.
+   */
+  async check(limits: readonly LimitSpec[], subject: LimitSubject, nowMs: number): Promise<LimitExceeded | undefined> {
+    if (limits.length === 0) return undefined;
+    const planned = planCounters(this.prefix, limits, subject, nowMs);
+    let counts: (string | null)[];
+    try {
+      counts = await this.redis.mget(...planned.map((p) => p.key));
+    } catch (error) {
+      throw new LimitStoreUnavailableError(error);
+    }
+    const index = planned.findIndex((p, i) => Number(counts[i] ?? 0) >= p.spec.max);
+    const full = planned[index];
+    return full ? exceeded(full, Number(counts[index] ?? 0), nowMs) : undefined;
+  }
 
   async reserve(limits: readonly LimitSpec[], subject: LimitSubject, nowMs: number): Promise<Reservation | LimitExceeded> {
     if (limits.length === 0) return { ok: true, counters: [], keys: [] };
@@ -109,14 +137,7 @@ export class LimitCounters {
       const index = (values[1] ?? 1) - 1;
       const full = planned[index];
       if (!full) throw new LimitStoreUnavailableError(new Error(`unexpected reserve reply ${JSON.stringify(reply)}`));
-      const retryAfterSeconds = Math.max(1, Math.ceil((full.windowEnd - nowMs) / 1000));
-      return {
-        ok: false,
-        limit: full.spec,
-        counter: { counter: full.spec.counter, scope: full.spec.scope, key: full.key, count: values[2] ?? 0, max: full.spec.max },
-        retryAt: new Date(full.windowEnd),
-        retryAfterSeconds,
-      };
+      return exceeded(full, values[2] ?? 0, nowMs);
     }
     return {
       ok: true,
