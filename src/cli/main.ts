@@ -4,6 +4,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { createLogger } from '../log/logger.js';
+import { approvalsDecide, approvalsList, approvalsShow } from './approvals.js';
+import type { ApprovalsCliOptions } from './approvals.js';
 import { auditQuery, auditVerify } from './audit.js';
 import type { AuditQueryOptions } from './audit.js';
 import { policyCheck, policyExplain, policyTest } from './policy.js';
@@ -92,5 +94,29 @@ audit
   .description('check the hash chain; exits 1 naming the first altered, removed or reordered event')
   .option('-c, --config <file>', 'gateway config (JSON)', DEFAULT_CONFIG)
   .action((opts: { config: string }) => run(() => auditVerify(opts.config, createLogger('warn'), print))());
+
+const approvals = program
+  .command('approvals')
+  .description('list, show, approve and reject parked calls through the gateway\'s approvals API (no Slack needed)');
+const apiOptions = (command: Command): Command =>
+  command
+    .option('-c, --config <file>', 'gateway config (JSON): where it listens, its data_dir', DEFAULT_CONFIG)
+    .option('--url <url>', 'gateway base URL (default: from the config\'s listen address)')
+    .option('--token <token>', 'admin token (default: $COUNTERSIGN_ADMIN_TOKEN, else <data_dir>/admin-token)')
+    .option('--json', 'JSON output');
+apiOptions(approvals.command('list').description('approvals, newest first'))
+  .option('--status <status>', 'pending, approved, rejected, expired or cancelled')
+  .option('--limit <n>', 'at most n approvals (default 50)')
+  .action((opts: ApprovalsCliOptions & { status?: string; limit?: string }) => run(() => approvalsList(opts, print))());
+apiOptions(approvals.command('show').description('one approval, whole').argument('<id>'))
+  .action((id: string, opts: ApprovalsCliOptions) => run(() => approvalsShow(id, opts, print))());
+for (const verdict of ['approve', 'reject'] as const) {
+  apiOptions(approvals.command(verdict).description(`${verdict} a parked call, as a reviewer the policy allows`).argument('<id>'))
+    .requiredOption('-r, --reviewer <id>', 'who decides: a Slack user id or local reviewer name listed in the policy')
+    .option('--reason <text>', verdict === 'reject' ? 'why (the agent sees it)' : 'note')
+    .action((id: string, opts: ApprovalsCliOptions & { reviewer: string; reason?: string }) =>
+      run(() => approvalsDecide(verdict, id, opts, print))(),
+    );
+}
 
 await program.parseAsync(process.argv);

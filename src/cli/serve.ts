@@ -1,12 +1,13 @@
 import { loadConfig } from '../config/load.js';
 import { startGateway } from '../gateway/gateway.js';
 import type { Logger } from '../log/logger.js';
-import { resolveRedis } from './runtime.js';
+import { ensureAdminToken, resolveRedis } from './runtime.js';
 
 /** `countersign serve`: the HTTP gateway, until SIGTERM/SIGINT, then a graceful drain. */
 export async function serve(configFile: string, logger: Logger): Promise<void> {
   const config = await loadConfig(configFile);
   const redis = await resolveRedis(config, logger);
+  await ensureAdminToken(config, logger);
   const gateway = await startGateway({ config, redisUrl: redis.url, logger });
   const servers = config.servers.map((s) => s.name);
   logger.info(

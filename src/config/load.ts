@@ -174,3 +174,19 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
   }
   return parseConfig(text, file, env);
 }
+
+/**
+ * The config document alone (schema-checked, no environment): for tools that only need where the gateway
+ * listens and keeps its data, and must not fail on secrets only the gateway's environment has.
+ */
+export async function loadRawConfig(file: string): Promise<RawConfig> {
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(file, 'utf8'));
+  } catch (error) {
+    throw new ConfigError(file, [{ path: '', message: `cannot read: ${(error as Error).message}` }]);
+  }
+  const parsed = configSchema.safeParse(json);
+  if (!parsed.success) throw new ConfigError(file, zodIssues(parsed.error));
+  return parsed.data;
+}
