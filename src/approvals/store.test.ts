@@ -1,0 +1,136 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Redis } from 'ioredis';
+import { connectTestRedis, dropPrefix, uniquePrefix } from '../../test/support/redis.js';
+import type { ApprovalSpec } from '../policy/types.js';
+import { ApprovalStore } from './store.js';
+import type { NewApproval } from './store.js';
+
+const spec = (extra: Partial<ApprovalSpec> = {}): ApprovalSpec => ({
+  reviewers: ['U1', 'U2', 'U3'],
+  quorum: 1,
+  timeoutSeconds: 60,
+  allowSelfApproval: false,
+  maxPending: 3,
+  wait: 'return',
+  holdForSeconds: 45,
+  secretArgs: [],
+  rule: { file: 'p.json', pointer: '/tools/t/action' },
+  ...extra,
+});
+const T0 = Date.UTC(2026, 10, 23, 12, 0, 0);
+let seq = 0;
+const approval = (extra: Partial<NewApproval> = {}): NewApproval => {
+  seq += 1;
+  return {
+    id: `01JTESTAPPROVAL${String(seq).padStart(11, '0')}`,
+    server: 'aws',
+    tool: 'CloneContainerToECR',
+    grant: 'bot',
+    argsSha256: `${String(seq).padStart(64, '0')}`,
+    owner: 'olga',
+    session: 's1',
+    callId: `01JTESTCALL${String(seq).padStart(15, '0')}`,
+    args: { repositoryName: `r${seq}` },
+    rule: 'p.json#/tools/t/action',
+    message: 'needs approval',
+    spec: spec(),
+    now: T0,
+    ...extra,
+  };
+};
+const alice = { id: 'U1', name: 'alice' };
+const bob = { id: 'U2', name: 'bob' };
+
+describe('ApprovalStore (Lua state machine on a real Redis)', () => {
+  let redis: Redis;
+  let store: ApprovalStore;
+  const prefix = uniquePrefix('approvals');
+  beforeAll(async () => {
+    redis = await connectTestRedis();
+    store = new ApprovalStore(redis, prefix);
+  });
+  afterAll(async () => {
+    await dropPrefix(redis, prefix);
+    redis.disconnect();
+  });
+
+  it('binds an approval to the exact call: the identical call finds it, other arguments do not', async () => {
+    const a = approval();
+    expect(await store.create(a)).toEqual({ kind: 'created', id: a.id });
+    expect(await store.create({ ...a, id: '01JTESTOTHERID0000000000000' })).toEqual({ kind: 'existing', id: a.id });
+    expect((await store.findBound(a))?.id).toBe(a.id);
+    expect(await store.findBound({ ...a, argsSha256: 'f'.repeat(64) })).toBeUndefined();
+    expect(await store.findBound({ ...a, grant: 'another-bot' })).toBeUndefined();
+    const record = await store.get(a.id);
+    expect(record).toMatchObject({ status: 'pending', execution: 'none', expiresAt: T0 + 60_000, args: { repositoryName: a.args.repositoryName } });
+  });
+
+  it('refuses a new approval past max_pending for the grant', async () => {
+    const grant = 'busy-bot';
+    for (let i = 0; i < 3; i++) expect((await store.create(approval({ grant }))).kind).toBe('created');
+    expect(await store.create(approval({ grant }))).toEqual({ kind: 'too_many_pending', pending: 3 });
+    expect((await store.create(approval({ grant: 'calm-bot' }))).kind).toBe('created');
+  });
+
+  it('one transition decides; everyone after is told who decided and when', async () => {
+    const a = approval({ grant: 'g-decide' });
+    await store.create(a);
+    const results = await Promise.all([
+      store.transition(a.id, 'approve', alice, '', T0 + 1000),
+      store.transition(a.id, 'reject', bob, 'no', T0 + 1001),
+      store.transition(a.id, 'approve', bob, '', T0 + 1002),
+    ]);
+    const winners = results.filter((r) => r.kind === 'decided');
+    expect(winners).toHaveLength(1);
+    const losers = results.filter((r) => r.kind === 'already_decided');
+    expect(losers).toHaveLength(2);
+    const record = await store.get(a.id);
+    for (const loser of losers) expect(loser).toMatchObject({ status: record?.status, by: record?.decidedBy, at: record?.decidedAt });
+  });
+
+  it('a click after the expiry time expires the approval instead of deciding it', async () => {
+    const a = approval({ grant: 'g-expire' });
+    await store.create(a);
+    expect(await store.transition(a.id, 'expire', { id: '', name: '' }, '', T0 + 59_999)).toEqual({ kind: 'not_due' });
+    expect(await store.transition(a.id, 'approve', alice, '', T0 + 60_000)).toMatchObject({ kind: 'already_decided', status: 'expired' });
+    expect((await store.get(a.id))?.status).toBe('expired');
+    expect(await store.claim(a.id, 'p1', T0 + 60_001)).toBe(false);
+  });
+
+  it('quorum: distinct approvers count once; the vote that reaches it approves', async () => {
+    const a = approval({ grant: 'g-quorum', spec: spec({ quorum: 2 }) });
+    await store.create(a);
+    expect(await store.transition(a.id, 'approve', alice, '', T0 + 1)).toEqual({ kind: 'vote_counted', votes: 1 });
+    expect(await store.transition(a.id, 'approve', alice, '', T0 + 2)).toEqual({ kind: 'already_voted', votes: 1 });
+    expect(await store.transition(a.id, 'approve', bob, '', T0 + 3)).toEqual({ kind: 'decided', status: 'approved' });
+    expect(await store.get(a.id)).toMatchObject({ status: 'approved', votes: 2, decidedBy: 'U2' });
+  });
+
+  it('an approved call is claimed for execution exactly once, whoever asks', async () => {
+    const a = approval({ grant: 'g-claim' });
+    await store.create(a);
+    await store.transition(a.id, 'approve', alice, '', T0 + 1);
+    const claims = await Promise.all(Array.from({ length: 20 }, (_, i) => store.claim(a.id, `p${i}`, T0 + 2)));
+    expect(claims.filter(Boolean)).toHaveLength(1);
+    expect((await store.get(a.id))?.execution).toBe('running');
+  });
+
+  it('a kept result is taken once, then the binding is gone', async () => {
+    const a = approval({ grant: 'g-take' });
+    await store.create(a);
+    await store.transition(a.id, 'approve', alice, '', T0 + 1);
+    await store.claim(a.id, 'p1', T0 + 2);
+    const record = await store.get(a.id);
+    if (!record) throw new Error('record missing');
+    await store.finish(record, 'done', 'ok', T0 + 3, '{"content":[]}', false);
+    expect(await store.take(record)).toBe('{"content":[]}');
+    expect(await store.take(record)).toBeUndefined();
+    expect(await store.findBound(a)).toBeUndefined();
+  });
+
+  it('unknown and malformed ids are unknown, never an error', async () => {
+    expect(await store.get('nope')).toBeUndefined();
+    expect(await store.get('../../etc')).toBeUndefined();
+    expect(await store.transition('01JTESTNOSUCHAPPROVAL000000', 'approve', alice, '', T0)).toEqual({ kind: 'unknown' });
+  });
+});
