@@ -3,7 +3,7 @@
  * signing secret verified by Bolt's receiver on the raw body) or Socket Mode (SLACK_APP_TOKEN).
  * Every handler acknowledges first (Slack wants an answer within 3 s) and only then reads Redis or calls Slack.
  */
-import { App, ExpressReceiver, LogLevel } from '@slack/bolt';
+import { App, ExpressReceiver, LogLevel, SocketModeReceiver } from '@slack/bolt';
 import type { RequestHandler, Router } from 'express';
 import { z } from 'zod';
 import type { ApprovalDesk } from '../approvals/desk.js';
@@ -97,14 +97,13 @@ export function createSlackApp(options: SlackAppOptions): SlackReceiver {
   let receiver: InstanceType<typeof ExpressReceiver> | undefined;
   let app: InstanceType<typeof App>;
   if (config.appToken) {
-    app = new App({
-      token: config.botToken,
+    // Built here rather than by App({socketMode}) so its apps.connections.open also honours SLACK_API_URL.
+    const socket = new SocketModeReceiver({
       appToken: config.appToken,
-      socketMode: true,
-      clientOptions,
       logger: boltLogger,
-      tokenVerificationEnabled: false,
+      installerOptions: { clientOptions },
     });
+    app = new App({ token: config.botToken, receiver: socket, clientOptions, logger: boltLogger, tokenVerificationEnabled: false });
   } else {
     receiver = new ExpressReceiver({
       signingSecret: config.signingSecret ?? '',

@@ -6,6 +6,8 @@
 import { createHmac } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { WebSocketServer } from 'ws';
+import type { WebSocket } from 'ws';
 
 export interface SlackCall {
   method: string;
@@ -32,6 +34,11 @@ export interface FakeSlack {
   emails: Map<string, string>;
   callsOf(method: string): SlackCall[];
   waitFor(method: string, predicate?: (call: SlackCall) => boolean, timeoutMs?: number): Promise<SlackCall>;
+  /**
+   * Socket Mode: delivers an interaction envelope to the connected app (apps.connections.open hands out
+   * this server's WebSocket URL) and resolves with the app's acknowledgement.
+   */
+  sendOverSocket(payload: Record<string, unknown>, timeoutMs?: number): Promise<Record<string, unknown>>;
   close(): Promise<void>;
 }
 
@@ -83,6 +90,8 @@ export async function startFakeSlack(): Promise<FakeSlack> {
         const email = emails.get(String(body.user));
         return { ok: true, user: { id: body.user, profile: email ? { email } : {} } };
       }
+      case 'apps.connections.open':
+        return { ok: true, url: `ws://127.0.0.1:${port}/socket` };
       case 'auth.test':
         return { ok: true, user_id: 'UBOT', bot_id: 'BBOT', team_id: 'T1' };
       default:
@@ -105,6 +114,23 @@ export async function startFakeSlack(): Promise<FakeSlack> {
       res.end(JSON.stringify(reply.body ?? { ok: false, error: 'scripted_failure' }));
     });
   });
+  // Socket Mode: the app connects here after apps.connections.open; Slack greets with "hello".
+  const sockets = new WebSocketServer({ server, path: '/socket' });
+  const acks = new Map<string, (ack: Record<string, unknown>) => void>();
+  let socket: WebSocket | undefined;
+  const socketReady: { wake?: () => void } = {};
+  sockets.on('connection', (ws) => {
+    socket = ws;
+    ws.on('message', (data: Buffer) => {
+      const message = JSON.parse(data.toString()) as Record<string, unknown>;
+      const ack = acks.get(String(message.envelope_id));
+      if (ack) ack(message);
+    });
+    ws.send(JSON.stringify({ type: 'hello', num_connections: 1, connection_info: { app_id: 'A1' }, debug_info: { host: 'fake' } }));
+    socketReady.wake?.();
+  });
+  let envelopes = 0;
+
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
 
@@ -137,8 +163,32 @@ export async function startFakeSlack(): Promise<FakeSlack> {
         waiters.add(wake);
         check();
       }),
+    sendOverSocket: async (payload, timeoutMs = 10_000) => {
+      if (!socket) {
+        await new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error('no Socket Mode connection')), timeoutMs);
+          socketReady.wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
+      envelopes += 1;
+      const id = `envelope-${envelopes}`;
+      const acked = new Promise<Record<string, unknown>>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no ack for ${id}`)), timeoutMs);
+        acks.set(id, (ack) => {
+          clearTimeout(timer);
+          resolve(ack);
+        });
+      });
+      socket?.send(JSON.stringify({ envelope_id: id, type: 'interactive', payload, accepts_response_payload: false }));
+      return acked;
+    },
     close: () =>
       new Promise<void>((resolve) => {
+        for (const client of sockets.clients) client.terminate();
+        sockets.close();
         server.closeAllConnections();
         server.close(() => resolve());
       }),
