@@ -45,6 +45,7 @@ const POLICY = {
     DeleteCluster: { action: 'require_approval', approval: approval({ wait: 'hold', timeout: 2 }) },
     DescribeCluster: { action: 'require_approval', approval: approval({ wait: 'return', timeout: '60s', max_pending: 3 }) },
     ListClusters: { action: 'require_approval', approval: approval({ wait: 'return', timeout: '60s', quorum: 2 }) },
+    count: { action: 'require_approval', approval: { channel: CHANNEL, reviewers: ['SPLATFORM'], wait: 'auto', hold_for: '1s' } },
   },
 };
 
@@ -312,6 +313,25 @@ describe('human approval through Slack', () => {
     await until(async () => (progress >= 3 ? true : undefined), 10_000, 'three progress notifications');
     await click('countersign_approve', id);
     expect(text(await pending)).toContain('cloned into prod-progress');
+  });
+
+  it('wait "auto": holds for hold_for, then answers pending; a user-group member approves; the retry gets the result', async () => {
+    slack.groups.set('SPLATFORM', ['UCAROL']);
+    const started = Date.now();
+    const first = await call('count', {});
+    expect(Date.now() - started).toBeGreaterThanOrEqual(950);
+    expect(text(first)).toMatch(/^Approval pending/);
+    const id = String(meta(first, 'countersign/approval').id);
+    await click('countersign_approve', id, ALICE);
+    expect((await slack.waitFor('chat.postEphemeral', (c) => c.body.user === ALICE.id)).body.text).toBe(
+      'you are not a reviewer for this approval; nothing changed',
+    );
+    await click('countersign_approve', id, { id: 'UCAROL', username: 'carol' });
+    expect((await slack.waitFor('usergroups.users.list')).body.usergroup).toBe('SPLATFORM');
+    await until(async () => ((await api(gateway.url, `/approvals/${id}`)).json.execution === 'done' ? true : undefined), 10_000, 'the execution');
+    const outcome = await call('count', {});
+    expect(outcome.isError).toBeFalsy();
+    expect(text(outcome)).toMatch(/^\d+$/);
   });
 
   it('quorum: each distinct approver counts once; the second one approves', async () => {
