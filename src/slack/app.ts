@@ -110,6 +110,9 @@ export function createSlackApp(options: SlackAppOptions): SlackReceiver {
       endpoints: '/slack/events',
       logger: boltLogger,
       bodyLimit: '256kb',
+      // Every listener acknowledges first thing, so a request nothing acknowledged within 1 s matched no
+      // listener (an event this app does not handle): answer it then rather than after Bolt's default 3 s.
+      unhandledRequestTimeoutMillis: 1001,
       // A validly signed payload Bolt cannot process is bad input (400), not a gateway failure (500).
       processEventErrorHandler: async ({ error, response }) => {
         logger.warn({ err: error.message }, 'slack: payload could not be processed');
