@@ -140,7 +140,7 @@ async function checkLimits(
 async function announce(ctx: ApprovalCall, record: ApprovalRecord): Promise<CallToolResult | undefined> {
   const { services } = ctx;
   const approvals = services.approvals;
-  const where = record.channel ? `reviewers asked in ${record.channel}` : 'reviewers asked through the approvals API';
+  const where = record.channel && approvals.slack ? `reviewers asked in Slack channel ${record.channel}` : 'reviewers asked through the approvals API';
   try {
     await services.audit.append(
       approvalAudit(record, services.now(), {
@@ -227,8 +227,11 @@ async function runApproved(ctx: ApprovalCall, record: ApprovalRecord, subject: L
   return { result: forwarded.result, outcome: forwarded.outcome };
 }
 
-function pendingAnswer(record: ApprovalRecord): CallToolResult {
-  const where = record.channel ? `a reviewer has been asked in Slack channel ${record.channel}` : 'a reviewer has been asked (approvals API)';
+function pendingAnswer(record: ApprovalRecord, slackOn: boolean): CallToolResult {
+  const where =
+    record.channel && slackOn
+      ? `a reviewer has been asked in Slack channel ${record.channel}`
+      : 'a reviewer has been asked (through the approvals API or `countersign approvals`)';
   const votes = record.quorum > 1 ? ` (${record.votes} of ${record.quorum} approvals so far)` : '';
   return {
     content: [
@@ -243,7 +246,7 @@ function pendingAnswer(record: ApprovalRecord): CallToolResult {
       [APPROVAL_META_KEY]: {
         id: record.id,
         status: 'pending',
-        channel: record.channel ?? null,
+        channel: slackOn ? (record.channel ?? null) : null,
         expiresAt: new Date(record.expiresAt).toISOString(),
         votes: record.votes,
         quorum: record.quorum,
@@ -271,7 +274,7 @@ async function answer(ctx: ApprovalCall, record: ApprovalRecord, outcome: WaitOu
     case 'result':
       return outcome.result;
     case 'pending':
-      return pendingAnswer(outcome.record);
+      return pendingAnswer(outcome.record, services.approvals.slack !== undefined);
     case 'refused':
       // Told once: the next identical call asks again.
       await services.approvals.store.unbind(outcome.record).catch(() => undefined);
