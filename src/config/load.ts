@@ -146,7 +146,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   } else if (env.SLACK_SIGNING_SECRET || env.SLACK_APP_TOKEN) {
     issues.push({ path: '(environment)', message: 'SLACK_SIGNING_SECRET or SLACK_APP_TOKEN is set without SLACK_BOT_TOKEN' });
   }
-  const adminToken = env.COUNTERSIGN_ADMIN_TOKEN;
+  const adminToken = env.COUNTERSIGN_ADMIN_TOKEN || undefined;
   if (adminToken !== undefined && adminToken.length < 16) {
     issues.push({ path: '(environment)', message: 'COUNTERSIGN_ADMIN_TOKEN must be at least 16 characters' });
   }
