@@ -8,7 +8,11 @@ const READONLY = {
   version: '1',
   default: 'deny',
   hide: ['Delete*'],
-  tools: { 'Describe*': {}, 'List*': { reason: 'listing is fine' }, count: { action: 'deny', reason: 'internal counter' } },
+  tools: {
+    'Describe*': {},
+    'List*': { reason: 'listing is fine' },
+    count: { action: 'deny', reason: 'internal counter' },
+  },
 };
 
 describe('aggregated and per-server endpoints', () => {
@@ -31,11 +35,16 @@ describe('aggregated and per-server endpoints', () => {
 
   it('prefixes tool names with <server>__ on /mcp and leaves them unchanged on /mcp/<server>', async () => {
     const names = (await all.listTools()).tools.map((t) => t.name);
-    expect(names).toEqual(expect.arrayContaining(['toy__DescribeCluster', 'everything__echo', 'everything__get-sum']));
+    expect(names).toEqual(
+      expect.arrayContaining(['toy__DescribeCluster', 'everything__echo', 'everything__get-sum']),
+    );
     const own = (await toyOnly.listTools()).tools.map((t) => t.name);
     expect(own).toEqual(expect.arrayContaining(['DescribeCluster', 'ListClusters', 'count']));
     expect(own.some((n) => n.includes('__'))).toBe(false);
-    const sum = (await all.callTool({ name: 'everything__get-sum', arguments: { a: 1, b: 2 } })) as CallToolResult;
+    const sum = (await all.callTool({
+      name: 'everything__get-sum',
+      arguments: { a: 1, b: 2 },
+    })) as CallToolResult;
     expect(JSON.stringify(sum.content)).toContain('3');
   });
 
@@ -55,7 +64,13 @@ describe('aggregated and per-server endpoints', () => {
   });
 
   it('never forwards a name the upstream does not list, whatever its casing or prefix tricks', async () => {
-    for (const name of ['describecluster', 'DescribeCluster ', 'toy__DescribeCluster', 'Describe\u0421luster', '__proto__']) {
+    for (const name of [
+      'describecluster',
+      'DescribeCluster ',
+      'toy__DescribeCluster',
+      'Describe\u0421luster',
+      '__proto__',
+    ]) {
       await expect(toyOnly.callTool({ name, arguments: {} })).rejects.toThrow(/Unknown tool/);
     }
     for (const name of ['DescribeCluster', 'toy__toy__DescribeCluster', 'nope__echo', 'everything__']) {

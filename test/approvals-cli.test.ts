@@ -17,7 +17,12 @@ import { text } from './support/approvals.js';
 const POLICY = {
   version: '1',
   default: 'deny',
-  tools: { CloneContainerToECR: { action: 'require_approval', approval: { reviewers: ['admin', 'ops'], wait: 'return' } } },
+  tools: {
+    CloneContainerToECR: {
+      action: 'require_approval',
+      approval: { reviewers: ['admin', 'ops'], wait: 'return' },
+    },
+  },
 };
 
 describe('countersign approvals (CLI) against a loopback gateway without Slack', () => {
@@ -26,10 +31,12 @@ describe('countersign approvals (CLI) against a loopback gateway without Slack',
   let gateway: ServeProcess;
   let agent: Client;
   const prefix = uniquePrefix('approvals-cli');
-  const cli = (...args: string[]) => runCli(['approvals', ...args, '--config', configFile, '--url', gateway.url], {}, dir);
+  const cli = (...args: string[]) =>
+    runCli(['approvals', ...args, '--config', configFile, '--url', gateway.url], {}, dir);
   const clone = (repositoryName: string) =>
     agent.callTool({ name: 'CloneContainerToECR', arguments: { repositoryName } }) as Promise<CallToolResult>;
-  const idOf = (result: CallToolResult) => String((result._meta?.['countersign/approval'] as { id: string }).id);
+  const idOf = (result: CallToolResult) =>
+    String((result._meta?.['countersign/approval'] as { id: string }).id);
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'countersign-approvals-cli-'));
@@ -37,7 +44,11 @@ describe('countersign approvals (CLI) against a loopback gateway without Slack',
     configFile = path.join(dir, 'countersign.json');
     await writeFile(
       configFile,
-      JSON.stringify({ listen: { host: '127.0.0.1', port: 0 }, redis: { url: testRedisUrl(), prefix }, servers: { aws: toyServer('p.json') } }),
+      JSON.stringify({
+        listen: { host: '127.0.0.1', port: 0 },
+        redis: { url: testRedisUrl(), prefix },
+        servers: { aws: toyServer('p.json') },
+      }),
     );
     gateway = await startServe(configFile, { cwd: dir });
     agent = await connectClient(`${gateway.url}/mcp`);
@@ -78,7 +89,8 @@ describe('countersign approvals (CLI) against a loopback gateway without Slack',
 
     const deadline = Date.now() + 10_000;
     let result = await clone('cli-approved');
-    while (text(result).startsWith('Approval pending') && Date.now() < deadline) result = await clone('cli-approved');
+    while (text(result).startsWith('Approval pending') && Date.now() < deadline)
+      result = await clone('cli-approved');
     expect(text(result)).toContain('cloned into cli-approved');
   });
 
@@ -90,7 +102,11 @@ describe('countersign approvals (CLI) against a loopback gateway without Slack',
     expect(result.isError).toBe(true);
     expect(text(result)).toContain('Rejected by ops: wrong registry');
 
-    const wrong = await runCli(['approvals', 'list', '--config', configFile, '--url', gateway.url, '--token', 'not-the-token-at-all'], {}, dir);
+    const wrong = await runCli(
+      ['approvals', 'list', '--config', configFile, '--url', gateway.url, '--token', 'not-the-token-at-all'],
+      {},
+      dir,
+    );
     expect(wrong.code).toBe(1);
     expect(wrong.stdout).toContain('Unauthorized');
     const unknown = await cli('show', '01JUNKNOWN0000000000000000');

@@ -12,7 +12,17 @@ import { connectClient, startTestGateway, toyServer } from './support/gateway.js
 import type { TestGateway } from './support/gateway.js';
 import { startFakeSlack } from './support/fake-slack.js';
 import type { FakeSlack } from './support/fake-slack.js';
-import { AGENT_TOKEN, ALICE, CHANNEL, api, executions, sha, slackEnv, text, until } from './support/approvals.js';
+import {
+  AGENT_TOKEN,
+  ALICE,
+  CHANNEL,
+  api,
+  executions,
+  sha,
+  slackEnv,
+  text,
+  until,
+} from './support/approvals.js';
 
 const approval = { channel: CHANNEL, reviewers: [ALICE.id], wait: 'return', timeout: '5m', max_pending: 20 };
 const POLICY = {
@@ -69,14 +79,24 @@ describe('rate limits and approvals', () => {
 
   it('a call over its limit is refused at once, and no reviewer is asked', async () => {
     const first = await call('DescribeCluster', { id: 'one' });
-    await api(gateway.url, `/approvals/${approvalOf(first)}/approve`, { method: 'POST', body: { reviewer: ALICE.id } });
-    await until(async () => ((await executions(log)).some((e) => e.args.id === 'one') ? true : undefined), 10_000, 'the execution');
+    await api(gateway.url, `/approvals/${approvalOf(first)}/approve`, {
+      method: 'POST',
+      body: { reviewer: ALICE.id },
+    });
+    await until(
+      async () => ((await executions(log)).some((e) => e.args.id === 'one') ? true : undefined),
+      10_000,
+      'the execution',
+    );
     expect(text(await call('DescribeCluster', { id: 'one' }))).toContain('"tool":"DescribeCluster"');
 
     const posts = slack.callsOf('chat.postMessage').length;
     const second = await call('DescribeCluster', { id: 'two' });
     expect(second.isError).toBe(true);
-    expect(second._meta?.['countersign/decision']).toMatchObject({ reason: 'rate_limited', retryAfterSeconds: expect.any(Number) });
+    expect(second._meta?.['countersign/decision']).toMatchObject({
+      reason: 'rate_limited',
+      retryAfterSeconds: expect.any(Number),
+    });
     const pending = await api(gateway.url, '/approvals?status=pending');
     expect((pending.json.approvals as unknown[]).length).toBe(0);
     await new Promise((resolve) => setTimeout(resolve, 300));
@@ -84,13 +104,23 @@ describe('rate limits and approvals', () => {
   });
 
   it('approving a backlog paces it by the limit (2 per 2 s), it does not burst it', async () => {
-    const parked = await Promise.all(Array.from({ length: 6 }, (_, i) => call('CloneContainerToECR', { repositoryName: `backlog-${i}` })));
+    const parked = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => call('CloneContainerToECR', { repositoryName: `backlog-${i}` })),
+    );
     const ids = parked.map(approvalOf);
     expect(new Set(ids).size).toBe(6);
     const started = Date.now();
-    await Promise.all(ids.map((id) => api(gateway.url, `/approvals/${id}/approve`, { method: 'POST', body: { reviewer: ALICE.id } })));
+    await Promise.all(
+      ids.map((id) =>
+        api(gateway.url, `/approvals/${id}/approve`, { method: 'POST', body: { reviewer: ALICE.id } }),
+      ),
+    );
     await until(
-      async () => ((await executions(log)).filter((e) => String(e.args.repositoryName).startsWith('backlog-')).length === 6 ? true : undefined),
+      async () =>
+        (await executions(log)).filter((e) => String(e.args.repositoryName).startsWith('backlog-')).length ===
+        6
+          ? true
+          : undefined,
       20_000,
       'six executions',
     );
@@ -109,6 +139,9 @@ describe('rate limits and approvals', () => {
     expect(perWindow.size).toBeGreaterThanOrEqual(3);
     expect([...perWindow.values()].every((n) => n <= 2)).toBe(true);
     // Each retry gets its own result.
-    for (let i = 0; i < 6; i++) expect(text(await call('CloneContainerToECR', { repositoryName: `backlog-${i}` }))).toContain(`cloned into backlog-${i}`);
+    for (let i = 0; i < 6; i++)
+      expect(text(await call('CloneContainerToECR', { repositoryName: `backlog-${i}` }))).toContain(
+        `cloned into backlog-${i}`,
+      );
   });
 });

@@ -14,14 +14,31 @@ import { clickPayload, postInteraction, startFakeSlack } from './support/fake-sl
 import type { FakeSlack } from './support/fake-slack.js';
 import { connectClient, toyServer } from './support/gateway.js';
 import { connectTestRedis, dropPrefix, testRedisUrl, uniquePrefix } from './support/redis.js';
-import { AGENT_TOKEN, ALICE, CHANNEL, SIGNING_SECRET, api, approvalIdOf, executions, sha, slackEnv, text } from './support/approvals.js';
+import {
+  AGENT_TOKEN,
+  ALICE,
+  CHANNEL,
+  SIGNING_SECRET,
+  api,
+  approvalIdOf,
+  executions,
+  sha,
+  slackEnv,
+  text,
+} from './support/approvals.js';
 
 const POLICY = {
   version: '1',
   default: 'deny',
   tools: {
-    CloneContainerToECR: { action: 'require_approval', approval: { channel: CHANNEL, reviewers: [ALICE.id], wait: 'hold', timeout: '60s' } },
-    DeleteCluster: { action: 'require_approval', approval: { channel: CHANNEL, reviewers: [ALICE.id], wait: 'hold', timeout: 2 } },
+    CloneContainerToECR: {
+      action: 'require_approval',
+      approval: { channel: CHANNEL, reviewers: [ALICE.id], wait: 'hold', timeout: '60s' },
+    },
+    DeleteCluster: {
+      action: 'require_approval',
+      approval: { channel: CHANNEL, reviewers: [ALICE.id], wait: 'hold', timeout: 2 },
+    },
   },
 };
 
@@ -50,8 +67,11 @@ describe('approvals across two gateway processes', () => {
       }),
     );
     const { COUNTERSIGN_ADMIN_TOKEN: _admin, ...slackOnly } = slackEnv(slack.apiUrl);
-    const env = { LOG_LEVEL: "warn", ...slackOnly };
-    [a, b] = await Promise.all([startServe(configFile, { cwd: dir, env }), startServe(configFile, { cwd: dir, env })]);
+    const env = { LOG_LEVEL: 'warn', ...slackOnly };
+    [a, b] = await Promise.all([
+      startServe(configFile, { cwd: dir, env }),
+      startServe(configFile, { cwd: dir, env }),
+    ]);
     agent = await connectClient(`${a.url}/mcp`, { token: AGENT_TOKEN });
   }, 60_000);
   afterAll(async () => {
@@ -65,9 +85,13 @@ describe('approvals across two gateway processes', () => {
   });
 
   it('park on one process, click on the other, the result comes back on the first', async () => {
-    const pending = agent.callTool({ name: 'CloneContainerToECR', arguments: { repositoryName: 'prod-two' } }, undefined, {
-      timeout: 30_000,
-    }) as Promise<CallToolResult>;
+    const pending = agent.callTool(
+      { name: 'CloneContainerToECR', arguments: { repositoryName: 'prod-two' } },
+      undefined,
+      {
+        timeout: 30_000,
+      },
+    ) as Promise<CallToolResult>;
     const id = approvalIdOf(await slack.waitFor('chat.postMessage'));
     // The other process knows the approval (shared Redis) and takes the click.
     expect((await api(b.url, `/approvals/${id}`, {})).status).toBe(503); // no admin token configured for b
@@ -80,7 +104,11 @@ describe('approvals across two gateway processes', () => {
   });
 
   it('an approval parked on one process expires on time and its message is updated', async () => {
-    const result = (await agent.callTool({ name: 'DeleteCluster', arguments: { id: 'prod-gone' } }, undefined, { timeout: 30_000 })) as CallToolResult;
+    const result = (await agent.callTool(
+      { name: 'DeleteCluster', arguments: { id: 'prod-gone' } },
+      undefined,
+      { timeout: 30_000 },
+    )) as CallToolResult;
     expect(text(result)).toContain('No decision within 2s; not executed');
     await slack.waitFor('chat.update', (c) => JSON.stringify(c.body.blocks).includes('Expired'));
     expect((await executions(log)).filter((e) => e.args.id === 'prod-gone')).toHaveLength(0);

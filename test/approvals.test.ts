@@ -43,9 +43,18 @@ const POLICY = {
       approval: approval({ wait: 'hold', timeout: '60s', secret_args: ['args.imageUri'] }),
     },
     DeleteCluster: { action: 'require_approval', approval: approval({ wait: 'hold', timeout: 2 }) },
-    DescribeCluster: { action: 'require_approval', approval: approval({ wait: 'return', timeout: '60s', max_pending: 3 }) },
-    ListClusters: { action: 'require_approval', approval: approval({ wait: 'return', timeout: '60s', quorum: 2 }) },
-    count: { action: 'require_approval', approval: { channel: CHANNEL, reviewers: ['SPLATFORM'], wait: 'auto', hold_for: '1s' } },
+    DescribeCluster: {
+      action: 'require_approval',
+      approval: approval({ wait: 'return', timeout: '60s', max_pending: 3 }),
+    },
+    ListClusters: {
+      action: 'require_approval',
+      approval: approval({ wait: 'return', timeout: '60s', quorum: 2 }),
+    },
+    count: {
+      action: 'require_approval',
+      approval: { channel: CHANNEL, reviewers: ['SPLATFORM'], wait: 'auto', hold_for: '1s' },
+    },
   },
 };
 
@@ -88,7 +97,10 @@ describe('human approval through Slack', () => {
   afterEach(async () => {
     const pending = await api(gateway.url, '/approvals?status=pending&limit=1000');
     for (const a of pending.json.approvals as { id: string }[]) {
-      await api(gateway.url, `/approvals/${a.id}/reject`, { method: 'POST', body: { reviewer: BOB.id, reason: 'test cleanup' } });
+      await api(gateway.url, `/approvals/${a.id}/reject`, {
+        method: 'POST',
+        body: { reviewer: BOB.id, reason: 'test cleanup' },
+      });
     }
   });
 
@@ -106,12 +118,24 @@ describe('human approval through Slack', () => {
     (await executions(log)).filter((e) => e.tool === tool && e.args[key] === value);
 
   it('approve: the message is posted, the call runs upstream once, the agent gets its result, the message is updated', async () => {
-    const pending = call('CloneContainerToECR', { repositoryName: 'prod-app', imageUri: 'secret-registry/app:1' });
+    const pending = call('CloneContainerToECR', {
+      repositoryName: 'prod-app',
+      imageUri: 'secret-registry/app:1',
+    });
     const message = await posted();
     expect(message.body.channel).toBe(CHANNEL);
     expect(message.token).toBe('xoxb-test-token');
     const shown = JSON.stringify(message.body.blocks);
-    for (const fact of ['CloneContainerToECR', 'aws', 'deploy-bot', OWNER_EMAIL, 'prod-app', 'pushes to the production registry', '<@UALICE>', 'aws.json#/tools/CloneContainerToECR/action']) {
+    for (const fact of [
+      'CloneContainerToECR',
+      'aws',
+      'deploy-bot',
+      OWNER_EMAIL,
+      'prod-app',
+      'pushes to the production registry',
+      '<@UALICE>',
+      'aws.json#/tools/CloneContainerToECR/action',
+    ]) {
       expect(shown).toContain(fact);
     }
     expect(shown).toContain('[secret]');
@@ -127,7 +151,9 @@ describe('human approval through Slack', () => {
     expect(text(result)).toContain('cloned into prod-app');
     expect(await ran('CloneContainerToECR', 'repositoryName', 'prod-app')).toHaveLength(1);
 
-    const update = await slack.waitFor('chat.update', (c) => JSON.stringify(c.body.blocks).includes('Approved'));
+    const update = await slack.waitFor('chat.update', (c) =>
+      JSON.stringify(c.body.blocks).includes('Approved'),
+    );
     expect(update.body.ts).toBe(message.body.ts === undefined ? update.body.ts : update.body.ts);
     expect(JSON.stringify(update.body.blocks)).toContain('<@UALICE>');
     expect((update.body.blocks as { type: string }[]).some((b) => b.type === 'actions')).toBe(false);
@@ -136,7 +162,12 @@ describe('human approval through Slack', () => {
 
     const trail = await gateway.services.audit.query({ limit: 1000 });
     const mine = trail.filter((e) => e.approvalId === id);
-    expect(mine.map((e) => `${e.type}:${e.reason}`)).toEqual(['approval:approval_requested', 'approval:approved', 'decision:approved', 'result:approved']);
+    expect(mine.map((e) => `${e.type}:${e.reason}`)).toEqual([
+      'approval:approval_requested',
+      'approval:approved',
+      'decision:approved',
+      'result:approved',
+    ]);
     expect(mine[1]?.reviewer).toBe('UALICE (alice)');
     expect(mine[3]?.outcome).toBe('ok');
     expect((await gateway.services.audit.verify()).ok).toBe(true);
@@ -151,14 +182,20 @@ describe('human approval through Slack', () => {
     expect((modal.body.view as { callback_id: string }).callback_id).toBe('countersign_reject_reason');
     expect(await status(id)).toBe('pending');
 
-    const submit = await postInteraction(gateway.url, SIGNING_SECRET, rejectSubmission(id, BOB, 'not during the release freeze'));
+    const submit = await postInteraction(
+      gateway.url,
+      SIGNING_SECRET,
+      rejectSubmission(id, BOB, 'not during the release freeze'),
+    );
     expect(submit.status).toBe(200);
     const result = await pending;
     expect(result.isError).toBe(true);
     expect(text(result)).toContain('Rejected by bob: not during the release freeze');
     expect(meta(result, 'countersign/decision')).toMatchObject({ decision: 'deny', reason: 'rejected' });
     expect(await ran('CloneContainerToECR', 'repositoryName', 'prod-rejected')).toHaveLength(0);
-    const update = await slack.waitFor('chat.update', (c) => JSON.stringify(c.body.blocks).includes('Rejected'));
+    const update = await slack.waitFor('chat.update', (c) =>
+      JSON.stringify(c.body.blocks).includes('Rejected'),
+    );
     expect(JSON.stringify(update.body.blocks)).toContain('not during the release freeze');
   });
 
@@ -191,7 +228,11 @@ describe('human approval through Slack', () => {
     ];
     expect(attempts.map((r) => r.status)).toEqual([401, 401, 401, 401]);
     // Signed, but not a payload Slack would send: no state change either.
-    const garbage = await postInteraction(gateway.url, SIGNING_SECRET, '{"type":"block_actions","actions":"nope"}');
+    const garbage = await postInteraction(
+      gateway.url,
+      SIGNING_SECRET,
+      '{"type":"block_actions","actions":"nope"}',
+    );
     expect(garbage.status).toBeLessThan(500);
     expect(await status(id)).toBe('pending');
     expect(slack.callsOf('chat.update')).toHaveLength(0);
@@ -210,7 +251,9 @@ describe('human approval through Slack', () => {
       'you own the grant that made this call (olga@example.com), so you cannot approve it',
     );
     await click('countersign_approve', '01JUNKNOWNAPPROVAL000000000', ALICE);
-    expect((await slack.waitFor('chat.postEphemeral', (c) => c.body.user === ALICE.id)).body.text).toContain('no approval with id');
+    expect((await slack.waitFor('chat.postEphemeral', (c) => c.body.user === ALICE.id)).body.text).toContain(
+      'no approval with id',
+    );
     expect(await status(id)).toBe('pending');
 
     const refused = (await gateway.services.audit.query({ type: 'approval', limit: 1000 })).filter(
@@ -223,7 +266,9 @@ describe('human approval through Slack', () => {
     const pending = call('CloneContainerToECR', { repositoryName: 'prod-race' });
     const id = approvalIdOf(await posted());
     const clicks = await Promise.all(
-      Array.from({ length: 20 }, (_, i) => click(i % 3 === 2 ? 'countersign_reject' : 'countersign_approve', id, i % 2 ? ALICE : BOB)),
+      Array.from({ length: 20 }, (_, i) =>
+        click(i % 3 === 2 ? 'countersign_reject' : 'countersign_approve', id, i % 2 ? ALICE : BOB),
+      ),
     );
     expect(clicks.every((r) => r.status === 200)).toBe(true);
     const result = await pending;
@@ -239,8 +284,20 @@ describe('human approval through Slack', () => {
       expect(runs).toHaveLength(0);
     }
     // The losers were told it was already decided.
-    await until(async () => (slack.callsOf('chat.postEphemeral').length >= 5 ? true : undefined), 10_000, 'ephemeral answers');
-    expect(slack.callsOf('chat.postEphemeral').every((c) => /^already (approved|rejected) by (alice|bob) at /.test(String(c.body.text)) || String(c.body.text).startsWith('you have already'))).toBe(true);
+    await until(
+      async () => (slack.callsOf('chat.postEphemeral').length >= 5 ? true : undefined),
+      10_000,
+      'ephemeral answers',
+    );
+    expect(
+      slack
+        .callsOf('chat.postEphemeral')
+        .every(
+          (c) =>
+            /^already (approved|rejected) by (alice|bob) at /.test(String(c.body.text)) ||
+            String(c.body.text).startsWith('you have already'),
+        ),
+    ).toBe(true);
   });
 
   it('Slack answering 500, then 429 with Retry-After, then 200: the message is posted and the call still resolves', async () => {
@@ -249,7 +306,11 @@ describe('human approval through Slack', () => {
       { status: 429, headers: { 'retry-after': '1' }, body: { ok: false, error: 'ratelimited' } },
     ]);
     const pending = call('CloneContainerToECR', { repositoryName: 'prod-flaky-slack' });
-    await until(async () => (slack.callsOf('chat.postMessage').length >= 3 ? true : undefined), 15_000, 'three attempts');
+    await until(
+      async () => (slack.callsOf('chat.postMessage').length >= 3 ? true : undefined),
+      15_000,
+      'three attempts',
+    );
     const attempts = slack.callsOf('chat.postMessage');
     // The retry after the 429 waited for Retry-After.
     expect((attempts[2]?.at ?? 0) - (attempts[1]?.at ?? 0)).toBeGreaterThanOrEqual(950);
@@ -263,7 +324,9 @@ describe('human approval through Slack', () => {
     expect(first.isError).toBeFalsy();
     const info = meta(first, 'countersign/approval');
     expect(info).toMatchObject({ status: 'pending', channel: CHANNEL });
-    expect(text(first)).toMatch(/^Approval pending \(id [0-9A-Z]{26}\): a reviewer has been asked in Slack channel C0APPROVALS\./);
+    expect(text(first)).toMatch(
+      /^Approval pending \(id [0-9A-Z]{26}\): a reviewer has been asked in Slack channel C0APPROVALS\./,
+    );
     expect(text(first)).toContain('Call the same tool with the same arguments again for the outcome');
 
     const again = await call('DescribeCluster', { id: 'retry-me' });
@@ -272,10 +335,17 @@ describe('human approval through Slack', () => {
     const other = await call('DescribeCluster', { id: 'retry-me-too' });
     expect(meta(other, 'countersign/approval').id).not.toBe(info.id);
 
-    const approved = await api(gateway.url, `/approvals/${String(info.id)}/approve`, { method: 'POST', body: { reviewer: ALICE.id } });
+    const approved = await api(gateway.url, `/approvals/${String(info.id)}/approve`, {
+      method: 'POST',
+      body: { reviewer: ALICE.id },
+    });
     expect(approved.status).toBe(200);
     // The session is alive: the call runs on approval and its result waits for the retry.
-    await until(async () => ((await ran('DescribeCluster', 'id', 'retry-me')).length === 1 ? true : undefined), 10_000, 'the execution');
+    await until(
+      async () => ((await ran('DescribeCluster', 'id', 'retry-me')).length === 1 ? true : undefined),
+      10_000,
+      'the execution',
+    );
     const outcome = await call('DescribeCluster', { id: 'retry-me' });
     expect(outcome.isError).toBeFalsy();
     expect(text(outcome)).toContain('"tool":"DescribeCluster"');
@@ -286,7 +356,10 @@ describe('human approval through Slack', () => {
     expect(await ran('DescribeCluster', 'id', 'retry-me')).toHaveLength(1);
 
     // A rejection is told once to the retry, then the call can be asked again.
-    await api(gateway.url, `/approvals/${String(meta(fresh, 'countersign/approval').id)}/reject`, { method: 'POST', body: { reviewer: BOB.id, reason: 'no' } });
+    await api(gateway.url, `/approvals/${String(meta(fresh, 'countersign/approval').id)}/reject`, {
+      method: 'POST',
+      body: { reviewer: BOB.id, reason: 'no' },
+    });
     const rejected = await call('DescribeCluster', { id: 'retry-me' });
     expect(rejected.isError).toBe(true);
     expect(text(rejected)).toContain('Rejected by UBOB: no');
@@ -328,7 +401,11 @@ describe('human approval through Slack', () => {
     );
     await click('countersign_approve', id, { id: 'UCAROL', username: 'carol' });
     expect((await slack.waitFor('usergroups.users.list')).body.usergroup).toBe('SPLATFORM');
-    await until(async () => ((await api(gateway.url, `/approvals/${id}`)).json.execution === 'done' ? true : undefined), 10_000, 'the execution');
+    await until(
+      async () => ((await api(gateway.url, `/approvals/${id}`)).json.execution === 'done' ? true : undefined),
+      10_000,
+      'the execution',
+    );
     const outcome = await call('count', {});
     expect(outcome.isError).toBeFalsy();
     expect(text(outcome)).toMatch(/^\d+$/);
@@ -337,14 +414,27 @@ describe('human approval through Slack', () => {
   it('quorum: each distinct approver counts once; the second one approves', async () => {
     const first = await call('ListClusters', { id: 'quorum' });
     const id = String(meta(first, 'countersign/approval').id);
-    const one = await api(gateway.url, `/approvals/${id}/approve`, { method: 'POST', body: { reviewer: ALICE.id } });
+    const one = await api(gateway.url, `/approvals/${id}/approve`, {
+      method: 'POST',
+      body: { reviewer: ALICE.id },
+    });
     expect(one.json).toMatchObject({ status: 'pending', votes: 1 });
-    const twice = await api(gateway.url, `/approvals/${id}/approve`, { method: 'POST', body: { reviewer: ALICE.id } });
+    const twice = await api(gateway.url, `/approvals/${id}/approve`, {
+      method: 'POST',
+      body: { reviewer: ALICE.id },
+    });
     expect(twice.status).toBe(409);
     expect(twice.json.error).toBe('you have already approved this (1 of 2 approvals)');
-    const two = await api(gateway.url, `/approvals/${id}/approve`, { method: 'POST', body: { reviewer: BOB.id } });
+    const two = await api(gateway.url, `/approvals/${id}/approve`, {
+      method: 'POST',
+      body: { reviewer: BOB.id },
+    });
     expect(two.json).toMatchObject({ status: 'approved', votes: 2 });
-    await until(async () => ((await ran('ListClusters', 'id', 'quorum')).length === 1 ? true : undefined), 10_000, 'the execution');
+    await until(
+      async () => ((await ran('ListClusters', 'id', 'quorum')).length === 1 ? true : undefined),
+      10_000,
+      'the execution',
+    );
   });
 
   it('the approvals API: token required, reviewer rules apply, unknown ids and bad bodies are refused', async () => {
@@ -354,15 +444,53 @@ describe('human approval through Slack', () => {
     const list = await api(gateway.url, '/approvals?status=pending');
     expect((list.json.approvals as { id: string }[]).map((a) => a.id)).toContain(id);
     const shown = await api(gateway.url, `/approvals/${id}`);
-    expect(shown.json).toMatchObject({ id, status: 'pending', tool: 'DescribeCluster', grant: 'deploy-bot', owner: OWNER_EMAIL });
-    expect((await api(gateway.url, `/approvals/${id}/approve`, { method: 'POST', body: { reviewer: MALLORY.id } })).status).toBe(403);
-    expect((await api(gateway.url, `/approvals/${id}/approve`, { method: 'POST', body: { reviewer: OWNER_EMAIL } })).status).toBe(403);
-    expect((await api(gateway.url, `/approvals/NOPE/approve`, { method: 'POST', body: { reviewer: ALICE.id } })).status).toBe(404);
-    expect((await api(gateway.url, `/approvals/${id}/approve`, { method: 'POST', body: '{"reviewer":' })).status).toBe(400);
-    expect((await api(gateway.url, `/approvals/${id}/approve`, { method: 'POST', body: { reviewer: ALICE.id, extra: 1 } })).status).toBe(400);
+    expect(shown.json).toMatchObject({
+      id,
+      status: 'pending',
+      tool: 'DescribeCluster',
+      grant: 'deploy-bot',
+      owner: OWNER_EMAIL,
+    });
+    expect(
+      (await api(gateway.url, `/approvals/${id}/approve`, { method: 'POST', body: { reviewer: MALLORY.id } }))
+        .status,
+    ).toBe(403);
+    expect(
+      (
+        await api(gateway.url, `/approvals/${id}/approve`, {
+          method: 'POST',
+          body: { reviewer: OWNER_EMAIL },
+        })
+      ).status,
+    ).toBe(403);
+    expect(
+      (await api(gateway.url, `/approvals/NOPE/approve`, { method: 'POST', body: { reviewer: ALICE.id } }))
+        .status,
+    ).toBe(404);
+    expect(
+      (await api(gateway.url, `/approvals/${id}/approve`, { method: 'POST', body: '{"reviewer":' })).status,
+    ).toBe(400);
+    expect(
+      (
+        await api(gateway.url, `/approvals/${id}/approve`, {
+          method: 'POST',
+          body: { reviewer: ALICE.id, extra: 1 },
+        })
+      ).status,
+    ).toBe(400);
     expect(await status(id)).toBe('pending');
-    expect((await api(gateway.url, `/approvals/${id}/reject`, { method: 'POST', body: { reviewer: ALICE.id, reason: 'api' } })).status).toBe(200);
-    const again = await api(gateway.url, `/approvals/${id}/approve`, { method: 'POST', body: { reviewer: BOB.id } });
+    expect(
+      (
+        await api(gateway.url, `/approvals/${id}/reject`, {
+          method: 'POST',
+          body: { reviewer: ALICE.id, reason: 'api' },
+        })
+      ).status,
+    ).toBe(200);
+    const again = await api(gateway.url, `/approvals/${id}/approve`, {
+      method: 'POST',
+      body: { reviewer: BOB.id },
+    });
     expect(again.status).toBe(409);
     expect(again.json.error).toMatch(/^already rejected by UALICE at \d{4}-/);
   });

@@ -11,11 +11,19 @@ const initialize = JSON.stringify({
   jsonrpc: '2.0',
   id: 1,
   method: 'initialize',
-  params: { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+  params: {
+    protocolVersion: LATEST_PROTOCOL_VERSION,
+    capabilities: {},
+    clientInfo: { name: 'raw', version: '1' },
+  },
 });
 
 /** POSTs an initialize from a chosen loopback source address. */
-function post(url: string, token: string, localAddress: string): Promise<{ status: number; retryAfter?: string }> {
+function post(
+  url: string,
+  token: string,
+  localAddress: string,
+): Promise<{ status: number; retryAfter?: string }> {
   const { port } = new URL(url);
   return new Promise((resolve, reject) => {
     const req = request(
@@ -48,7 +56,9 @@ describe('bearer-token brute force', () => {
       policies: { 'p.json': { version: '1', default: 'allow' } },
       config: {
         servers: { toy: toyServer('p.json') },
-        grants: [{ id: 'a', owner: 'alice', token_sha256: createHash('sha256').update('right-token').digest('hex') }],
+        grants: [
+          { id: 'a', owner: 'alice', token_sha256: createHash('sha256').update('right-token').digest('hex') },
+        ],
         http: { auth_failures: { max: 3, window_seconds: 3600 } },
       },
     });
@@ -82,7 +92,9 @@ describe('bearer-token brute force behind a trusted reverse proxy', () => {
       policies: { 'p.json': { version: '1', default: 'allow' } },
       config: {
         servers: { toy: toyServer('p.json') },
-        grants: [{ id: 'a', owner: 'alice', token_sha256: createHash('sha256').update('right-token').digest('hex') }],
+        grants: [
+          { id: 'a', owner: 'alice', token_sha256: createHash('sha256').update('right-token').digest('hex') },
+        ],
         http: { auth_failures: { max: 2, window_seconds: 3600 }, trusted_proxies: ['127.0.0.1'] },
       },
     });
@@ -100,7 +112,11 @@ describe('bearer-token brute force behind a trusted reverse proxy', () => {
         await res.text();
         return res.status;
       });
-    expect([await send('x', '198.51.100.7'), await send('y', '198.51.100.7'), await send('z', '198.51.100.7')]).toEqual([401, 401, 429]);
+    expect([
+      await send('x', '198.51.100.7'),
+      await send('y', '198.51.100.7'),
+      await send('z', '198.51.100.7'),
+    ]).toEqual([401, 401, 429]);
     expect(await send('right-token', '198.51.100.7')).toBe(429);
     expect(await send('right-token', '198.51.100.8')).toBe(200);
     await gateway.stop();

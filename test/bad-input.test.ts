@@ -32,7 +32,10 @@ describe('bad input gets a clear error and changes nothing else', () => {
   });
 
   it('refuses oversized arguments with their size and the limit', async () => {
-    const result = (await client.callTool({ name: 'DescribeCluster', arguments: { id: 'x'.repeat(5000) } })) as CallToolResult;
+    const result = (await client.callTool({
+      name: 'DescribeCluster',
+      arguments: { id: 'x'.repeat(5000) },
+    })) as CallToolResult;
     expect(result.isError).toBe(true);
     expect(result._meta?.['countersign/decision']).toMatchObject({ reason: 'arguments_too_large' });
     expect((result.content[0] as { text: string }).text).toContain('at most 2048');
@@ -45,7 +48,9 @@ describe('bad input gets a clear error and changes nothing else', () => {
   });
 
   it('survives __proto__ and constructor keys in arguments without polluting prototypes', async () => {
-    const args = JSON.parse('{"id":"c1","__proto__":{"polluted":true},"constructor":{"prototype":{"polluted":true}}}') as Record<string, unknown>;
+    const args = JSON.parse(
+      '{"id":"c1","__proto__":{"polluted":true},"constructor":{"prototype":{"polluted":true}}}',
+    ) as Record<string, unknown>;
     const result = (await client.callTool({ name: 'DescribeCluster', arguments: args })) as CallToolResult;
     expect(result.isError).toBeFalsy();
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
@@ -53,7 +58,10 @@ describe('bad input gets a clear error and changes nothing else', () => {
 
   it('evaluates a catastrophic-backtracking regex in linear time', async () => {
     const started = performance.now();
-    const result = (await client.callTool({ name: 'DescribeCluster', arguments: { id: `${'a'.repeat(1500)}!` } })) as CallToolResult;
+    const result = (await client.callTool({
+      name: 'DescribeCluster',
+      arguments: { id: `${'a'.repeat(1500)}!` },
+    })) as CallToolResult;
     expect(result.isError).toBeFalsy();
     // A backtracking engine would take astronomically long on this input; any sane bound shows it did not.
     expect(performance.now() - started).toBeLessThan(5000);
@@ -67,7 +75,11 @@ describe('bad input gets a clear error and changes nothing else', () => {
         jsonrpc: '2.0',
         id: 1,
         method: 'initialize',
-        params: { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+        params: {
+          protocolVersion: LATEST_PROTOCOL_VERSION,
+          capabilities: {},
+          clientInfo: { name: 'raw', version: '1' },
+        },
       }),
     });
     const sessionId = init.headers.get('mcp-session-id') ?? '';
@@ -78,7 +90,11 @@ describe('bad input gets a clear error and changes nothing else', () => {
       'mcp-session-id': sessionId,
       'mcp-protocol-version': LATEST_PROTOCOL_VERSION,
     };
-    await fetch(`${gateway.url}/mcp`, { method: 'POST', headers, body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }) });
+    await fetch(`${gateway.url}/mcp`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
+    });
     const wrongParams = await fetch(`${gateway.url}/mcp`, {
       method: 'POST',
       headers,
@@ -87,7 +103,11 @@ describe('bad input gets a clear error and changes nothing else', () => {
     const wrongText = await wrongParams.text();
     expect(wrongText).toContain('"error"');
     expect(wrongText).toContain('-32602');
-    const notRpc = await fetch(`${gateway.url}/mcp`, { method: 'POST', headers, body: JSON.stringify({ hello: 'world' }) });
+    const notRpc = await fetch(`${gateway.url}/mcp`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ hello: 'world' }),
+    });
     expect(notRpc.status).toBe(400);
     const list = await fetch(`${gateway.url}/mcp`, {
       method: 'POST',
@@ -101,6 +121,8 @@ describe('bad input gets a clear error and changes nothing else', () => {
     const redis = await connectTestRedis();
     const events = await new AuditLog({ redis, prefix: gateway.prefix }).query({ decision: 'deny' });
     redis.disconnect();
-    expect(events.map((e) => e.reason)).toEqual(expect.arrayContaining(['arguments_too_large', 'require_failed']));
+    expect(events.map((e) => e.reason)).toEqual(
+      expect.arrayContaining(['arguments_too_large', 'require_failed']),
+    );
   });
 });

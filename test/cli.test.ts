@@ -17,7 +17,12 @@ describe('countersign policy', () => {
   });
 
   it('check passes the example policies', async () => {
-    const result = await runCli(['policy', 'check', 'policies/everything.json', 'policies/policylayer-clonecontainertoecr.json']);
+    const result = await runCli([
+      'policy',
+      'check',
+      'policies/everything.json',
+      'policies/policylayer-clonecontainertoecr.json',
+    ]);
     expect(result.code).toBe(0);
     expect(result.stdout).toContain('ok      policies/everything.json');
   });
@@ -29,7 +34,10 @@ describe('countersign policy', () => {
       JSON.stringify({
         version: '1',
         default: 'deny',
-        tools: { Clone: { limits: [{ counter: 'c', window: 'fortnight', max: 0 }] }, Other: { deny_if: [{ path: 'args.x', op: 'like', value: 1 }] } },
+        tools: {
+          Clone: { limits: [{ counter: 'c', window: 'fortnight', max: 0 }] },
+          Other: { deny_if: [{ path: 'args.x', op: 'like', value: 1 }] },
+        },
       }),
     );
     const result = await runCli(['policy', 'check', file, 'policies/everything.json']);
@@ -51,17 +59,39 @@ describe('countersign policy', () => {
 
   it('explain shows the decision, the rule and the limits from the same decide()', async () => {
     const allowed = await runCli([
-      'policy', 'explain', '--policy', 'policies/policylayer-clonecontainertoecr.json',
-      '--tool', 'CloneContainerToECR', '--args', '{"repositoryName":"prod-api"}',
+      'policy',
+      'explain',
+      '--policy',
+      'policies/policylayer-clonecontainertoecr.json',
+      '--tool',
+      'CloneContainerToECR',
+      '--args',
+      '{"repositoryName":"prod-api"}',
     ]);
     expect(allowed.code).toBe(0);
     expect(allowed.stdout).toContain('decision: allow');
     expect(allowed.stdout).toContain('clonecontainertoecr_rate: max 10 per 60s');
-    const denied = await runCli(['policy', 'explain', '--policy', 'policies/policylayer-clonecontainertoecr.json', '--tool', 'DeleteRepository']);
+    const denied = await runCli([
+      'policy',
+      'explain',
+      '--policy',
+      'policies/policylayer-clonecontainertoecr.json',
+      '--tool',
+      'DeleteRepository',
+    ]);
     expect(denied.code).toBe(3);
     expect(denied.stdout).toContain('decision: deny (default_deny)');
     expect(denied.stdout).toContain('#/default');
-    const badArgs = await runCli(['policy', 'explain', '--policy', 'policies/everything.json', '--tool', 'echo', '--args', '{oops']);
+    const badArgs = await runCli([
+      'policy',
+      'explain',
+      '--policy',
+      'policies/everything.json',
+      '--tool',
+      'echo',
+      '--args',
+      '{oops',
+    ]);
     expect(badArgs.code).toBe(2);
     expect(badArgs.stdout).toContain('--args is not valid JSON');
   });
@@ -83,7 +113,10 @@ describe('countersign audit', () => {
     configFile = path.join(gateway.dir, 'cli.json');
     await writeFile(
       configFile,
-      JSON.stringify({ redis: { url: testRedisUrl(), prefix: gateway.prefix }, servers: { toy: toyServer('p.json') } }),
+      JSON.stringify({
+        redis: { url: testRedisUrl(), prefix: gateway.prefix },
+        servers: { toy: toyServer('p.json') },
+      }),
     );
   });
   afterAll(async () => {
@@ -93,14 +126,26 @@ describe('countersign audit', () => {
   it('query lists decisions and results, filtered', async () => {
     const all = await runCli(['audit', 'query', '--config', configFile, '--json']);
     expect(all.code).toBe(0);
-    const events = all.stdout.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+    const events = all.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
     expect(events.map((e) => [e.type, e.tool, e.decision])).toEqual([
       ['policy', '', 'allow'],
       ['decision', 'DescribeCluster', 'allow'],
       ['result', 'DescribeCluster', 'allow'],
       ['decision', 'DeleteCluster', 'deny'],
     ]);
-    const denied = await runCli(['audit', 'query', '--config', configFile, '--decision', 'deny', '--since', '10m']);
+    const denied = await runCli([
+      'audit',
+      'query',
+      '--config',
+      configFile,
+      '--decision',
+      'deny',
+      '--since',
+      '10m',
+    ]);
     expect(denied.code).toBe(0);
     expect(denied.stdout).toContain('DeleteCluster');
     expect(denied.stdout).not.toContain('DescribeCluster');

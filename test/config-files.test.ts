@@ -29,20 +29,30 @@ describe('Slack and admin settings from the environment', () => {
   const parse = (env: NodeJS.ProcessEnv) => parseConfig(text, 'c.json', env);
 
   it('HTTP mode, Socket Mode and the API URL are read; empty variables count as unset', () => {
-    expect(parse({ SLACK_BOT_TOKEN: 'xoxb-1', SLACK_SIGNING_SECRET: 's', SLACK_API_URL: 'http://127.0.0.1:9/api' }).slack).toEqual({
+    expect(
+      parse({ SLACK_BOT_TOKEN: 'xoxb-1', SLACK_SIGNING_SECRET: 's', SLACK_API_URL: 'http://127.0.0.1:9/api' })
+        .slack,
+    ).toEqual({
       botToken: 'xoxb-1',
       signingSecret: 's',
       apiUrl: 'http://127.0.0.1:9/api/',
     });
-    expect(parse({ SLACK_BOT_TOKEN: 'xoxb-1', SLACK_APP_TOKEN: 'xapp-1' }).slack).toEqual({ botToken: 'xoxb-1', appToken: 'xapp-1' });
+    expect(parse({ SLACK_BOT_TOKEN: 'xoxb-1', SLACK_APP_TOKEN: 'xapp-1' }).slack).toEqual({
+      botToken: 'xoxb-1',
+      appToken: 'xapp-1',
+    });
     const none = parse({ SLACK_BOT_TOKEN: '', SLACK_SIGNING_SECRET: '', COUNTERSIGN_ADMIN_TOKEN: '' });
     expect(none.slack).toBeUndefined();
     expect(none.adminToken).toBeUndefined();
   });
 
   it('half a Slack setup and a short admin token are refused with what is missing', () => {
-    expect(() => parse({ SLACK_BOT_TOKEN: 'xoxb-1' })).toThrow(/neither SLACK_SIGNING_SECRET \(HTTP mode\) nor SLACK_APP_TOKEN \(Socket Mode\)/);
+    expect(() => parse({ SLACK_BOT_TOKEN: 'xoxb-1' })).toThrow(
+      /neither SLACK_SIGNING_SECRET \(HTTP mode\) nor SLACK_APP_TOKEN \(Socket Mode\)/,
+    );
     expect(() => parse({ SLACK_SIGNING_SECRET: 's' })).toThrow(/set without SLACK_BOT_TOKEN/);
-    expect(() => parse({ COUNTERSIGN_ADMIN_TOKEN: 'short' })).toThrow(/COUNTERSIGN_ADMIN_TOKEN must be at least 16 characters/);
+    expect(() => parse({ COUNTERSIGN_ADMIN_TOKEN: 'short' })).toThrow(
+      /COUNTERSIGN_ADMIN_TOKEN must be at least 16 characters/,
+    );
   });
 });

@@ -11,13 +11,21 @@ const initialize = {
   jsonrpc: '2.0',
   id: 1,
   method: 'initialize',
-  params: { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+  params: {
+    protocolVersion: LATEST_PROTOCOL_VERSION,
+    capabilities: {},
+    clientInfo: { name: 'raw', version: '1' },
+  },
 };
 
 async function post(url: string, body: string, headers: Record<string, string> = {}): Promise<Response> {
   return fetch(url, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers },
+    headers: {
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+      ...headers,
+    },
     body,
   });
 }
@@ -43,7 +51,11 @@ describe('HTTP endpoint security', () => {
   });
 
   it('refuses a missing or wrong bearer token with 401 and a JSON-RPC error', async () => {
-    const attempts: Record<string, string>[] = [{}, { authorization: 'Bearer nope' }, { authorization: 'Basic dG9rZW4tYQ==' }];
+    const attempts: Record<string, string>[] = [
+      {},
+      { authorization: 'Bearer nope' },
+      { authorization: 'Basic dG9rZW4tYQ==' },
+    ];
     for (const headers of attempts) {
       const res = await post(`${gateway.url}/mcp`, JSON.stringify(initialize), headers);
       expect(res.status).toBe(401);
@@ -67,12 +79,19 @@ describe('HTTP endpoint security', () => {
     const bad = await post(`${gateway.url}/mcp`, '{"jsonrpc": "2.0", "method": ', auth);
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { error: { code: number } }).error.code).toBe(-32700);
-    const notInit = await post(`${gateway.url}/mcp`, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }), auth);
+    const notInit = await post(
+      `${gateway.url}/mcp`,
+      JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+      auth,
+    );
     expect(notInit.status).toBe(400);
   });
 
   it('refuses an oversized body with 413 before parsing it', async () => {
-    const huge = JSON.stringify({ ...initialize, params: { ...initialize.params, padding: 'x'.repeat(10_000) } });
+    const huge = JSON.stringify({
+      ...initialize,
+      params: { ...initialize.params, padding: 'x'.repeat(10_000) },
+    });
     const res = await post(`${gateway.url}/mcp`, huge, { authorization: 'Bearer token-a' });
     expect(res.status).toBe(413);
     expect(((await res.json()) as { error: { message: string } }).error.message).toContain('4096 bytes');
@@ -80,13 +99,22 @@ describe('HTTP endpoint security', () => {
 
   it('refuses foreign Host and Origin headers (DNS rebinding)', async () => {
     const auth = { authorization: 'Bearer token-a' };
-    const origin = await post(`${gateway.url}/mcp`, JSON.stringify(initialize), { ...auth, origin: 'https://evil.example' });
+    const origin = await post(`${gateway.url}/mcp`, JSON.stringify(initialize), {
+      ...auth,
+      origin: 'https://evil.example',
+    });
     expect(origin.status).toBe(403);
     const port = new URL(gateway.url).port;
     const { request } = await import('node:http');
     const status = await new Promise<number>((resolve, reject) => {
       const req = request(
-        { host: '127.0.0.1', port, path: '/mcp', method: 'POST', headers: { host: `evil.example:${port}`, ...auth, 'content-type': 'application/json' } },
+        {
+          host: '127.0.0.1',
+          port,
+          path: '/mcp',
+          method: 'POST',
+          headers: { host: `evil.example:${port}`, ...auth, 'content-type': 'application/json' },
+        },
         (res) => {
           res.resume();
           resolve(res.statusCode ?? 0);
@@ -96,30 +124,45 @@ describe('HTTP endpoint security', () => {
       req.end(JSON.stringify(initialize));
     });
     expect(status).toBe(403);
-    const local = await post(`${gateway.url}/mcp`, JSON.stringify(initialize), { ...auth, origin: `http://localhost:${port}` });
+    const local = await post(`${gateway.url}/mcp`, JSON.stringify(initialize), {
+      ...auth,
+      origin: `http://localhost:${port}`,
+    });
     expect(local.status).toBe(200);
   });
 
   it('binds a session to the grant that opened it', async () => {
-    const init = await post(`${gateway.url}/mcp`, JSON.stringify(initialize), { authorization: 'Bearer token-a' });
+    const init = await post(`${gateway.url}/mcp`, JSON.stringify(initialize), {
+      authorization: 'Bearer token-a',
+    });
     const sessionId = init.headers.get('mcp-session-id') ?? '';
     expect(sessionId).not.toBe('');
     await init.text();
-    const hijack = await post(`${gateway.url}/mcp`, JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }), {
-      authorization: 'Bearer token-b',
-      'mcp-session-id': sessionId,
-      'mcp-protocol-version': LATEST_PROTOCOL_VERSION,
-    });
+    const hijack = await post(
+      `${gateway.url}/mcp`,
+      JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }),
+      {
+        authorization: 'Bearer token-b',
+        'mcp-session-id': sessionId,
+        'mcp-protocol-version': LATEST_PROTOCOL_VERSION,
+      },
+    );
     expect(hijack.status).toBe(404);
-    const unknown = await post(`${gateway.url}/mcp`, JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }), {
-      authorization: 'Bearer token-a',
-      'mcp-session-id': 'no-such-session',
-    });
+    const unknown = await post(
+      `${gateway.url}/mcp`,
+      JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }),
+      {
+        authorization: 'Bearer token-a',
+        'mcp-session-id': 'no-such-session',
+      },
+    );
     expect(unknown.status).toBe(404);
   });
 
   it('answers an unknown server endpoint with 404', async () => {
-    const res = await post(`${gateway.url}/mcp/nope`, JSON.stringify(initialize), { authorization: 'Bearer token-a' });
+    const res = await post(`${gateway.url}/mcp/nope`, JSON.stringify(initialize), {
+      authorization: 'Bearer token-a',
+    });
     expect(res.status).toBe(404);
   });
 
@@ -137,8 +180,14 @@ describe('HTTP endpoint security', () => {
 describe('config validation', () => {
   it('refuses a non-loopback listen address without grants', () => {
     expect(() =>
-      parseConfig(JSON.stringify({ listen: { host: '0.0.0.0', port: 1 }, servers: { s: { command: 'x' } } }), 'c.json', {}),
-    ).toThrow(/c\.json: \/listen\/host: refusing to listen on non-loopback address 0\.0\.0\.0 without grants/);
+      parseConfig(
+        JSON.stringify({ listen: { host: '0.0.0.0', port: 1 }, servers: { s: { command: 'x' } } }),
+        'c.json',
+        {},
+      ),
+    ).toThrow(
+      /c\.json: \/listen\/host: refusing to listen on non-loopback address 0\.0\.0\.0 without grants/,
+    );
   });
 
   it('names the path and what was expected for every problem', () => {
@@ -146,7 +195,7 @@ describe('config validation', () => {
     try {
       parseConfig(
         JSON.stringify({
-          servers: { 'bad__name': { command: 'x' }, ok: { url: 'ftp://x' } },
+          servers: { bad__name: { command: 'x' }, ok: { url: 'ftp://x' } },
           grants: [{ id: 'g', owner: 'o' }],
           listen: { port: 'eighty' },
         }),
@@ -164,7 +213,14 @@ describe('config validation', () => {
 
   it('reports a token_env that is not set', () => {
     expect(() =>
-      parseConfig(JSON.stringify({ servers: { s: { command: 'x' } }, grants: [{ id: 'g', owner: 'o', token_env: 'NOPE' }] }), 'c.json', {}),
+      parseConfig(
+        JSON.stringify({
+          servers: { s: { command: 'x' } },
+          grants: [{ id: 'g', owner: 'o', token_env: 'NOPE' }],
+        }),
+        'c.json',
+        {},
+      ),
     ).toThrow(/\/grants\/0\/token_env: environment variable NOPE is not set/);
   });
 });

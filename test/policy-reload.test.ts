@@ -26,11 +26,18 @@ describe('SIGHUP reloads policies', () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'countersign-reload-'));
-    await writeFile(policyFile(), JSON.stringify({ version: '1', default: 'deny', tools: { DescribeCluster: {} } }));
+    await writeFile(
+      policyFile(),
+      JSON.stringify({ version: '1', default: 'deny', tools: { DescribeCluster: {} } }),
+    );
     const configFile = path.join(dir, 'countersign.json');
     await writeFile(
       configFile,
-      JSON.stringify({ listen: { port: 0 }, redis: { url: testRedisUrl(), prefix }, servers: { toy: toyServer('p.json') } }),
+      JSON.stringify({
+        listen: { port: 0 },
+        redis: { url: testRedisUrl(), prefix },
+        servers: { toy: toyServer('p.json') },
+      }),
     );
     serve = await startServe(configFile, { cwd: dir, env: { LOG_LEVEL: 'info' } });
   });
@@ -45,7 +52,8 @@ describe('SIGHUP reloads policies', () => {
     client.setNotificationHandler(ToolListChangedNotificationSchema, async () => {
       changed += 1;
     });
-    const describe = () => client.callTool({ name: 'DescribeCluster', arguments: {} }) as Promise<CallToolResult>;
+    const describe = () =>
+      client.callTool({ name: 'DescribeCluster', arguments: {} }) as Promise<CallToolResult>;
     expect((await describe()).isError).toBeFalsy();
 
     await writeFile(policyFile(), JSON.stringify({ version: '1', default: 'deny', hide: ['Describe*'] }));
@@ -55,7 +63,10 @@ describe('SIGHUP reloads policies', () => {
     expect((await client.listTools()).tools.map((t) => t.name)).not.toContain('DescribeCluster');
     await until(() => changed > 0, 5000);
 
-    await writeFile(policyFile(), '{"version": "1", "default": "allow", "tools": {"DescribeCluster": {"deny-if": []}}}');
+    await writeFile(
+      policyFile(),
+      '{"version": "1", "default": "allow", "tools": {"DescribeCluster": {"deny-if": []}}}',
+    );
     serve.child.kill('SIGHUP');
     await until(() => serve.log().includes('policies NOT reloaded'), 10_000);
     expect(serve.log()).toContain('unknown key');

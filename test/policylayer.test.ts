@@ -46,7 +46,10 @@ describe('a PolicyLayer document, loaded unchanged', () => {
 
   it('admits 10 calls a minute per grant, refuses the 11th with a retry time, and leaves other grants their own 10', async () => {
     const call = (client: Client, i: number) =>
-      client.callTool({ name: 'CloneContainerToECR', arguments: { repositoryName: `repo-${i}` } }) as Promise<CallToolResult>;
+      client.callTool({
+        name: 'CloneContainerToECR',
+        arguments: { repositoryName: `repo-${i}` },
+      }) as Promise<CallToolResult>;
     for (let i = 0; i < 10; i++) {
       const result = await call(alice, i);
       expect(result.isError).toBeFalsy();
@@ -69,8 +72,13 @@ describe('a PolicyLayer document, loaded unchanged', () => {
 
   it('refuses every other tool under default deny, but keeps it listed', async () => {
     const { tools } = await alice.listTools();
-    expect(tools.map((t) => t.name)).toEqual(expect.arrayContaining(['CloneContainerToECR', 'DescribeCluster', 'count']));
-    const result = (await alice.callTool({ name: 'DescribeCluster', arguments: { id: 'c1' } })) as CallToolResult;
+    expect(tools.map((t) => t.name)).toEqual(
+      expect.arrayContaining(['CloneContainerToECR', 'DescribeCluster', 'count']),
+    );
+    const result = (await alice.callTool({
+      name: 'DescribeCluster',
+      arguments: { id: 'c1' },
+    })) as CallToolResult;
     expect(result.isError).toBe(true);
     expect(meta(result)).toMatchObject({ reason: 'default_deny', rule: 'ecr.json#/default' });
     expect(text(result)).toContain('DescribeCluster');
@@ -99,7 +107,13 @@ describe('a PolicyLayer document, loaded unchanged', () => {
 describe('limits under concurrency, end to end', () => {
   it('admits exactly 10 of 200 concurrent calls against max 10, and every refusal carries a retry time', async () => {
     const gateway = await startTestGateway({
-      policies: { 'p.json': { version: '1', default: 'deny', tools: { DescribeCluster: { rate_limit: { max: 10, window: 'hour' } } } } },
+      policies: {
+        'p.json': {
+          version: '1',
+          default: 'deny',
+          tools: { DescribeCluster: { rate_limit: { max: 10, window: 'hour' } } },
+        },
+      },
       config: { servers: { toy: toyServer('p.json') } },
     });
     const clients = await Promise.all(Array.from({ length: 4 }, () => connectClient(`${gateway.url}/mcp`)));
@@ -111,7 +125,8 @@ describe('limits under concurrency, end to end', () => {
     const refused = results.filter((r) => r.isError);
     expect(results.length - refused.length).toBe(10);
     expect(refused).toHaveLength(190);
-    for (const r of refused) expect(meta(r)).toMatchObject({ reason: 'rate_limited', retryAfterSeconds: expect.any(Number) });
+    for (const r of refused)
+      expect(meta(r)).toMatchObject({ reason: 'rate_limited', retryAfterSeconds: expect.any(Number) });
     await Promise.all(clients.map((c) => c.close()));
     await gateway.stop();
   }, 60_000);

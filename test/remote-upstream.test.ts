@@ -11,7 +11,10 @@ describe('remote upstream servers', () => {
   let sse: Awaited<ReturnType<typeof startEverythingHttp>>;
   let gateway: TestGateway;
   beforeAll(async () => {
-    [streamable, sse] = await Promise.all([startEverythingHttp('streamableHttp'), startEverythingHttp('sse')]);
+    [streamable, sse] = await Promise.all([
+      startEverythingHttp('streamableHttp'),
+      startEverythingHttp('sse'),
+    ]);
     gateway = await startTestGateway({
       policies: { 'p.json': POLICY },
       config: {
@@ -32,9 +35,15 @@ describe('remote upstream servers', () => {
   it('proxies a Streamable HTTP server and an SSE server under the same policy', async () => {
     for (const server of ['streamable', 'legacy']) {
       const client = await connectClient(`${gateway.url}/mcp/${server}`);
-      const echoed = (await client.callTool({ name: 'echo', arguments: { message: `via ${server}` } })) as CallToolResult;
+      const echoed = (await client.callTool({
+        name: 'echo',
+        arguments: { message: `via ${server}` },
+      })) as CallToolResult;
       expect(echoed.content).toEqual([{ type: 'text', text: `Echo: via ${server}` }]);
-      const denied = (await client.callTool({ name: 'get-sum', arguments: { a: 1, b: 2 } })) as CallToolResult;
+      const denied = (await client.callTool({
+        name: 'get-sum',
+        arguments: { a: 1, b: 2 },
+      })) as CallToolResult;
       expect(denied.isError).toBe(true);
       expect(denied._meta?.['countersign/decision']).toMatchObject({ reason: 'default_deny' });
       await client.close();

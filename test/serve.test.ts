@@ -8,10 +8,13 @@ import { connectClient, toyServer } from './support/gateway.js';
 import { runCli, startServe } from './support/cli.js';
 
 const TOKEN = 'secret-agent-token-5f1c9e';
-const serveIn = (cwd: string, configFile: string) => startServe(configFile, { cwd, env: { AGENT_TOKEN: TOKEN, LOG_LEVEL: 'debug' } });
+const serveIn = (cwd: string, configFile: string) =>
+  startServe(configFile, { cwd, env: { AGENT_TOKEN: TOKEN, LOG_LEVEL: 'debug' } });
 
 const exited = (child: ChildProcessWithoutNullStreams): Promise<number | null> =>
-  child.exitCode !== null ? Promise.resolve(child.exitCode) : new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+  child.exitCode !== null
+    ? Promise.resolve(child.exitCode)
+    : new Promise((resolve) => child.once('exit', (code) => resolve(code)));
 
 describe('countersign serve with no REDIS_URL', () => {
   let dir: string;
@@ -38,7 +41,9 @@ describe('countersign serve with no REDIS_URL', () => {
   it('starts a private Redis, drains a call in flight on SIGTERM, and keeps the audit trail across restarts', async () => {
     const first = await serveIn(dir, configFile);
     expect(first.log()).toContain('started a private redis-server');
-    const redisState = JSON.parse(await readFile(path.join(dir, 'state/redis/embedded.json'), 'utf8')) as { pid: number };
+    const redisState = JSON.parse(await readFile(path.join(dir, 'state/redis/embedded.json'), 'utf8')) as {
+      pid: number;
+    };
     expect(redisState.pid).toBeGreaterThan(0);
 
     const client = await connectClient(`${first.url}/mcp`, { token: TOKEN });
@@ -54,12 +59,23 @@ describe('countersign serve with no REDIS_URL', () => {
 
     // A new process starts Redis again from its append-only file: the earlier events are still there.
     const second = await serveIn(dir, configFile);
-    const query = await runCli(['audit', 'query', '--config', configFile, '--json'], { LOG_LEVEL: 'warn', AGENT_TOKEN: TOKEN }, dir);
-    const verify = await runCli(['audit', 'verify', '--config', configFile], { LOG_LEVEL: 'warn', AGENT_TOKEN: TOKEN }, dir);
+    const query = await runCli(
+      ['audit', 'query', '--config', configFile, '--json'],
+      { LOG_LEVEL: 'warn', AGENT_TOKEN: TOKEN },
+      dir,
+    );
+    const verify = await runCli(
+      ['audit', 'verify', '--config', configFile],
+      { LOG_LEVEL: 'warn', AGENT_TOKEN: TOKEN },
+      dir,
+    );
     second.child.kill('SIGTERM');
     expect(await exited(second.child)).toBe(0);
     expect(query.code).toBe(0);
-    const events = query.stdout.trim().split('\n').map((line) => JSON.parse(line) as { tool: string; type: string; outcome?: string });
+    const events = query.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { tool: string; type: string; outcome?: string });
     expect(events.filter((e) => e.tool === 'sleep').map((e) => [e.type, e.outcome])).toEqual([
       ['decision', undefined],
       ['result', 'ok'],

@@ -20,7 +20,11 @@ describe('countersign stdio', () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'countersign-stdio-'));
     await writeFile(
       path.join(dir, 'p.json'),
-      JSON.stringify({ version: '1', default: 'deny', tools: { DescribeCluster: { rate_limit: { max: 2, window: 'hour' } } } }),
+      JSON.stringify({
+        version: '1',
+        default: 'deny',
+        tools: { DescribeCluster: { rate_limit: { max: 2, window: 'hour' } } },
+      }),
     );
     configFile = path.join(dir, 'countersign.json');
     await writeFile(
@@ -28,7 +32,9 @@ describe('countersign stdio', () => {
       JSON.stringify({
         redis: { url: testRedisUrl(), prefix },
         servers: { toy: toyServer('p.json') },
-        grants: [{ id: 'ide', owner: 'carol', token_sha256: createHash('sha256').update('unused').digest('hex') }],
+        grants: [
+          { id: 'ide', owner: 'carol', token_sha256: createHash('sha256').update('unused').digest('hex') },
+        ],
       }),
     );
   });
@@ -44,7 +50,16 @@ describe('countersign stdio', () => {
     await client.connect(
       new StdioClientTransport({
         command: process.execPath,
-        args: ['--import', 'tsx', path.join(REPO_ROOT, 'src/cli/main.ts'), 'stdio', '--config', configFile, '--grant', 'ide'],
+        args: [
+          '--import',
+          'tsx',
+          path.join(REPO_ROOT, 'src/cli/main.ts'),
+          'stdio',
+          '--config',
+          configFile,
+          '--grant',
+          'ide',
+        ],
         cwd: REPO_ROOT,
         env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'warn' },
         stderr: 'ignore',
@@ -54,7 +69,10 @@ describe('countersign stdio', () => {
     expect(tools).toContain('DescribeCluster');
     const outcomes: boolean[] = [];
     for (let i = 0; i < 3; i++) {
-      const result = (await client.callTool({ name: 'DescribeCluster', arguments: { id: String(i) } })) as CallToolResult;
+      const result = (await client.callTool({
+        name: 'DescribeCluster',
+        arguments: { id: String(i) },
+      })) as CallToolResult;
       outcomes.push(Boolean(result.isError));
     }
     expect(outcomes).toEqual([false, false, true]);

@@ -13,12 +13,26 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { EVERYTHING_ENTRY, everythingServer, startTestGateway } from './support/gateway.js';
 import type { TestGateway } from './support/gateway.js';
 
-const CAPABILITIES: ClientCapabilities = { sampling: {}, elicitation: { form: {} }, roots: { listChanged: true } };
+const CAPABILITIES: ClientCapabilities = {
+  sampling: {},
+  elicitation: { form: {} },
+  roots: { listChanged: true },
+};
 const ALLOW_ALL = { version: '1', default: 'allow' };
 
 /** Answers the server's requests the way a real client app would, and records them. */
-function instrument(client: Client): { sampled: string[]; elicited: string[]; logs: string[]; updated: string[] } {
-  const seen = { sampled: [] as string[], elicited: [] as string[], logs: [] as string[], updated: [] as string[] };
+function instrument(client: Client): {
+  sampled: string[];
+  elicited: string[];
+  logs: string[];
+  updated: string[];
+} {
+  const seen = {
+    sampled: [] as string[],
+    elicited: [] as string[],
+    logs: [] as string[],
+    updated: [] as string[],
+  };
   client.setRequestHandler(CreateMessageRequestSchema, async (request) => {
     const first = request.params.messages[0]?.content;
     seen.sampled.push(first && 'text' in first ? String(first.text) : '');
@@ -28,7 +42,9 @@ function instrument(client: Client): { sampled: string[]; elicited: string[]; lo
     seen.elicited.push(request.params.message);
     return { action: 'decline' };
   });
-  client.setRequestHandler(ListRootsRequestSchema, async () => ({ roots: [{ uri: 'file:///work/project', name: 'project' }] }));
+  client.setRequestHandler(ListRootsRequestSchema, async () => ({
+    roots: [{ uri: 'file:///work/project', name: 'project' }],
+  }));
   client.setNotificationHandler(LoggingMessageNotificationSchema, async (n) => {
     seen.logs.push(String(n.params.data));
   });
@@ -63,7 +79,13 @@ describe('the gateway is transparent for what the policy does not touch (server-
     });
     direct = new Client({ name: 'direct', version: '1' }, { capabilities: CAPABILITIES });
     directSeen = instrument(direct);
-    await direct.connect(new StdioClientTransport({ command: process.execPath, args: [EVERYTHING_ENTRY, 'stdio'], stderr: 'ignore' }));
+    await direct.connect(
+      new StdioClientTransport({
+        command: process.execPath,
+        args: [EVERYTHING_ENTRY, 'stdio'],
+        stderr: 'ignore',
+      }),
+    );
     proxied = new Client({ name: 'proxied', version: '1' }, { capabilities: CAPABILITIES });
     proxiedSeen = instrument(proxied);
     await proxied.connect(new StreamableHTTPClientTransport(new URL(`${gateway.url}/mcp`)));
@@ -110,10 +132,16 @@ describe('the gateway is transparent for what the policy does not touch (server-
     expect(pr).toEqual(dr);
     // Dynamic resources embed the time they were made ("created at 11:17:03 PM"): compare all but the clock.
     const templated = 'demo://resource/dynamic/text/7';
-    const withoutClock = (result: unknown): string => JSON.stringify(result).replace(/\d{1,2}:\d{2}:\d{2}\s?[AP]M/g, '<time>');
-    const [dynamicDirect, dynamicProxied] = await Promise.all([direct.readResource({ uri: templated }), proxied.readResource({ uri: templated })]);
+    const withoutClock = (result: unknown): string =>
+      JSON.stringify(result).replace(/\d{1,2}:\d{2}:\d{2}\s?[AP]M/g, '<time>');
+    const [dynamicDirect, dynamicProxied] = await Promise.all([
+      direct.readResource({ uri: templated }),
+      proxied.readResource({ uri: templated }),
+    ]);
     expect(withoutClock(dynamicProxied)).toBe(withoutClock(dynamicDirect));
-    expect(withoutClock(dynamicProxied)).toContain('Resource 7: This is a plaintext resource created at <time>');
+    expect(withoutClock(dynamicProxied)).toContain(
+      'Resource 7: This is a plaintext resource created at <time>',
+    );
   });
 
   it('lists and gets the same prompts', async () => {
@@ -133,7 +161,7 @@ describe('the gateway is transparent for what the policy does not touch (server-
     expect(p.completion.values.length).toBeGreaterThan(0);
   });
 
-  it('relays progress notifications under the client\'s own token', async () => {
+  it("relays progress notifications under the client's own token", async () => {
     const progress: Progress[] = [];
     const result = await proxied.callTool(
       { name: 'trigger-long-running-operation', arguments: { duration: 0.3, steps: 3 } },
@@ -146,13 +174,19 @@ describe('the gateway is transparent for what the policy does not touch (server-
   });
 
   it('relays sampling requests to the client that made the call', async () => {
-    const result = (await proxied.callTool({ name: 'trigger-sampling-request', arguments: { prompt: 'hello from test' } })) as CallToolResult;
+    const result = (await proxied.callTool({
+      name: 'trigger-sampling-request',
+      arguments: { prompt: 'hello from test' },
+    })) as CallToolResult;
     expect(proxiedSeen.sampled.some((s) => s.includes('hello from test'))).toBe(true);
     expect(textOf(result)).toContain('sampled answer');
   });
 
   it('relays elicitation requests to the client that made the call', async () => {
-    const result = (await proxied.callTool({ name: 'trigger-elicitation-request', arguments: {} })) as CallToolResult;
+    const result = (await proxied.callTool({
+      name: 'trigger-elicitation-request',
+      arguments: {},
+    })) as CallToolResult;
     expect(proxiedSeen.elicited.length).toBe(1);
     expect(textOf(result).toLowerCase()).toContain('decline');
   });

@@ -7,7 +7,13 @@ import type { ApprovalRecord } from './record.js';
 export function approvalAudit(
   record: ApprovalRecord,
   time: number,
-  step: { decision: AuditEvent['decision']; reason: string; message: string; reviewer?: string; keepArguments?: boolean },
+  step: {
+    decision: AuditEvent['decision'];
+    reason: string;
+    message: string;
+    reviewer?: string;
+    keepArguments?: boolean;
+  },
 ): AuditEvent {
   return {
     id: newUlid(),

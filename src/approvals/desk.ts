@@ -14,7 +14,13 @@ export type DeskAnswer =
   | { ok: true; status: ApprovalStatus; votes: number; message: string; record: ApprovalRecord }
   | {
       ok: false;
-      code: 'unknown' | 'not_reviewer' | 'self_approval' | 'membership_unknown' | 'already_decided' | 'already_voted';
+      code:
+        | 'unknown'
+        | 'not_reviewer'
+        | 'self_approval'
+        | 'membership_unknown'
+        | 'already_decided'
+        | 'already_voted';
       message: string;
       record?: ApprovalRecord;
     };
@@ -43,19 +49,36 @@ export function alreadyDecidedText(status: ApprovalStatus, name: string, at: num
 export class ApprovalDesk {
   constructor(private readonly options: DeskOptions) {}
 
-  async decide(id: string, verdict: 'approve' | 'reject', reviewer: Reviewer, reason = ''): Promise<DeskAnswer> {
+  async decide(
+    id: string,
+    verdict: 'approve' | 'reject',
+    reviewer: Reviewer,
+    reason = '',
+  ): Promise<DeskAnswer> {
     const { store, now } = this.options;
     const record = await store.get(id);
-    if (!record) return { ok: false, code: 'unknown', message: `no approval with id ${JSON.stringify(id.slice(0, 80))}` };
+    if (!record)
+      return {
+        ok: false,
+        code: 'unknown',
+        message: `no approval with id ${JSON.stringify(id.slice(0, 80))}`,
+      };
     if (record.status !== 'pending') {
       return {
         ok: false,
         code: 'already_decided',
-        message: alreadyDecidedText(record.status, record.decidedByName || record.decidedBy || '', record.decidedAt ?? record.expiresAt),
+        message: alreadyDecidedText(
+          record.status,
+          record.decidedByName || record.decidedBy || '',
+          record.decidedAt ?? record.expiresAt,
+        ),
         record,
       };
     }
-    const email = /^[UW][A-Z0-9]+$/.test(reviewer.id) && !reviewer.email ? await this.options.userEmail?.(reviewer.id) : undefined;
+    const email =
+      /^[UW][A-Z0-9]+$/.test(reviewer.id) && !reviewer.email
+        ? await this.options.userEmail?.(reviewer.id)
+        : undefined;
     const who: Reviewer = email ? { ...reviewer, email } : reviewer;
     const check = await checkReviewer(record, who, verdict, this.options.groupMembers);
     if (!check.ok) {
@@ -69,14 +92,34 @@ export class ApprovalDesk {
       );
       return { ok: false, code: check.reason, message: check.message, record };
     }
-    const result = await store.transition(id, verdict, { id: who.id, name: who.name || who.id }, reason.slice(0, 1000), now());
+    const result = await store.transition(
+      id,
+      verdict,
+      { id: who.id, name: who.name || who.id },
+      reason.slice(0, 1000),
+      now(),
+    );
     switch (result.kind) {
       case 'unknown':
-        return { ok: false, code: 'unknown', message: `no approval with id ${JSON.stringify(id.slice(0, 80))}` };
+        return {
+          ok: false,
+          code: 'unknown',
+          message: `no approval with id ${JSON.stringify(id.slice(0, 80))}`,
+        };
       case 'already_decided':
-        return { ok: false, code: 'already_decided', message: alreadyDecidedText(result.status, result.name || result.by, result.at), record };
+        return {
+          ok: false,
+          code: 'already_decided',
+          message: alreadyDecidedText(result.status, result.name || result.by, result.at),
+          record,
+        };
       case 'already_voted':
-        return { ok: false, code: 'already_voted', message: `you have already approved this (${result.votes} of ${record.quorum} approvals)`, record };
+        return {
+          ok: false,
+          code: 'already_voted',
+          message: `you have already approved this (${result.votes} of ${record.quorum} approvals)`,
+          record,
+        };
       case 'not_due':
         return { ok: false, code: 'already_decided', message: 'nothing changed', record };
       default:
@@ -105,11 +148,24 @@ export class ApprovalDesk {
 
   /** Cancels a pending approval (the agent's task was cancelled, or an operator withdrew it). */
   async cancel(id: string, by: string, reason: string): Promise<boolean> {
-    const result = await this.options.store.transition(id, 'cancel', { id: by, name: by }, reason, this.options.now());
+    const result = await this.options.store.transition(
+      id,
+      'cancel',
+      { id: by, name: by },
+      reason,
+      this.options.now(),
+    );
     if (result.kind !== 'decided') return false;
     const record = await this.options.store.get(id);
     if (record) {
-      await this.options.audit(approvalAudit(record, this.options.now(), { decision: 'deny', reason: 'cancelled', message: reason, reviewer: by }));
+      await this.options.audit(
+        approvalAudit(record, this.options.now(), {
+          decision: 'deny',
+          reason: 'cancelled',
+          message: reason,
+          reviewer: by,
+        }),
+      );
       await this.options.jobs.decided(record);
     }
     return true;

@@ -32,7 +32,10 @@ export class ApprovalEvents {
       await this.subscriber.subscribe(this.channel);
     } catch (error) {
       // Redis down at start: ioredis resubscribes when it reconnects; waiters poll meanwhile.
-      this.logger.warn({ err: (error as Error).message }, 'approval events: subscribe failed; will retry on reconnect');
+      this.logger.warn(
+        { err: (error as Error).message },
+        'approval events: subscribe failed; will retry on reconnect',
+      );
     }
   }
 

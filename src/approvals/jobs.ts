@@ -59,7 +59,11 @@ export class ApprovalJobs {
 
   constructor(private readonly options: ApprovalJobsOptions) {
     // BullMQ needs connections that wait for Redis rather than fail a blocking command after one retry.
-    this.queueRedis = new Redis(options.redisUrl, { maxRetriesPerRequest: null, enableOfflineQueue: false, connectionName: 'countersign:queue' });
+    this.queueRedis = new Redis(options.redisUrl, {
+      maxRetriesPerRequest: null,
+      enableOfflineQueue: false,
+      connectionName: 'countersign:queue',
+    });
     this.queueRedis.on('error', () => undefined);
     this.queue = new Queue(APPROVAL_QUEUE, { connection: this.queueRedis, prefix: `${options.prefix}bull` });
     this.queue.on('error', (error) => options.logger.debug({ err: error.message }, 'approval queue error'));
@@ -67,7 +71,10 @@ export class ApprovalJobs {
 
   /** Starts this process's worker: every gateway process works the shared queue. */
   start(): void {
-    this.workerRedis = new Redis(this.options.redisUrl, { maxRetriesPerRequest: null, connectionName: 'countersign:worker' });
+    this.workerRedis = new Redis(this.options.redisUrl, {
+      maxRetriesPerRequest: null,
+      connectionName: 'countersign:worker',
+    });
     this.workerRedis.on('error', () => undefined);
     this.worker = new Worker(APPROVAL_QUEUE, (job) => this.process(job), {
       connection: this.workerRedis,
@@ -75,9 +82,14 @@ export class ApprovalJobs {
       concurrency: this.options.concurrency ?? 16,
       settings: { backoffStrategy: (attemptsMade, _type, error) => backoff(attemptsMade, error) },
     });
-    this.worker.on('error', (error) => this.options.logger.debug({ err: error.message }, 'approval worker error'));
+    this.worker.on('error', (error) =>
+      this.options.logger.debug({ err: error.message }, 'approval worker error'),
+    );
     this.worker.on('failed', (job, error) =>
-      this.options.logger.warn({ job: job?.name, approvalId: job?.data.id, attempts: job?.attemptsMade, err: error.message }, 'approval job failed'),
+      this.options.logger.warn(
+        { job: job?.name, approvalId: job?.data.id, attempts: job?.attemptsMade, err: error.message },
+        'approval job failed',
+      ),
     );
   }
 
@@ -85,12 +97,24 @@ export class ApprovalJobs {
     const common = { removeOnComplete: true, removeOnFail: { age: 24 * 3600 } };
     await this.queue.addBulk([
       ...(record.channel && this.options.slack
-        ? [{ name: 'notify' as const, data: { id: record.id }, opts: { ...common, jobId: `notify-${record.id}`, attempts: 1000, backoff: { type: 'custom' } } }]
+        ? [
+            {
+              name: 'notify' as const,
+              data: { id: record.id },
+              opts: { ...common, jobId: `notify-${record.id}`, attempts: 1000, backoff: { type: 'custom' } },
+            },
+          ]
         : []),
       {
         name: 'expire' as const,
         data: { id: record.id },
-        opts: { ...common, jobId: `expire-${record.id}`, delay: Math.max(0, record.expiresAt - this.options.now()), attempts: 50, backoff: { type: 'custom' } },
+        opts: {
+          ...common,
+          jobId: `expire-${record.id}`,
+          delay: Math.max(0, record.expiresAt - this.options.now()),
+          attempts: 50,
+          backoff: { type: 'custom' },
+        },
       },
     ]);
   }
@@ -107,7 +131,16 @@ export class ApprovalJobs {
 
   private async followUp(name: 'update' | 'report', record: ApprovalRecord): Promise<void> {
     if (!record.channel || !this.options.slack) return;
-    await this.queue.add(name, { id: record.id }, { removeOnComplete: true, removeOnFail: { age: 24 * 3600 }, attempts: FOLLOW_UP_ATTEMPTS, backoff: { type: 'custom' } });
+    await this.queue.add(
+      name,
+      { id: record.id },
+      {
+        removeOnComplete: true,
+        removeOnFail: { age: 24 * 3600 },
+        attempts: FOLLOW_UP_ATTEMPTS,
+        backoff: { type: 'custom' },
+      },
+    );
   }
 
   private async process(job: Job<ApprovalJobData, unknown, ApprovalJobName>): Promise<void> {
@@ -130,17 +163,20 @@ export class ApprovalJobs {
       case 'notify': {
         if (record.slackTs) return;
         if (record.status !== 'pending') return;
-        if (now() >= record.expiresAt) throw new UnrecoverableError('approval expired before Slack could be reached');
+        if (now() >= record.expiresAt)
+          throw new UnrecoverableError('approval expired before Slack could be reached');
         try {
           const posted = await slack.post(record.channel, pendingMessage(record));
           await store.setSlackMessage(record.id, posted.channel, posted.ts);
         } catch (error) {
-          if (!slackRetryHint(error).retry) throw new UnrecoverableError(`Slack refused the message: ${(error as Error).message}`);
+          if (!slackRetryHint(error).retry)
+            throw new UnrecoverableError(`Slack refused the message: ${(error as Error).message}`);
           throw error;
         }
         // Decided (or voted on) while the message was being posted: draw the current state.
         const current = await store.get(record.id);
-        if (current && (current.status !== 'pending' || current.votes > 0)) await this.followUp('update', current);
+        if (current && (current.status !== 'pending' || current.votes > 0))
+          await this.followUp('update', current);
         return;
       }
       case 'update': {
@@ -152,7 +188,9 @@ export class ApprovalJobs {
       }
       case 'report': {
         if (!record.slackTs || !record.slackChannel) return;
-        await this.slackCall(() => slack.threadReply(record.slackChannel ?? '', record.slackTs ?? '', executionReply(record)));
+        await this.slackCall(() =>
+          slack.threadReply(record.slackChannel ?? '', record.slackTs ?? '', executionReply(record)),
+        );
         return;
       }
     }
@@ -162,7 +200,8 @@ export class ApprovalJobs {
     try {
       await work();
     } catch (error) {
-      if (!slackRetryHint(error).retry) throw new UnrecoverableError(`Slack refused the update: ${(error as Error).message}`);
+      if (!slackRetryHint(error).retry)
+        throw new UnrecoverableError(`Slack refused the update: ${(error as Error).message}`);
       throw error;
     }
   }

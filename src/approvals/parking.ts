@@ -168,7 +168,10 @@ class ParkedCall {
     } catch (error) {
       execution = {
         outcome: 'upstream_error',
-        result: { isError: true, content: [{ type: 'text', text: `the approved call failed: ${(error as Error).message}` }] },
+        result: {
+          isError: true,
+          content: [{ type: 'text', text: `the approved call failed: ${(error as Error).message}` }],
+        },
       };
     }
     const delivered = this.holders.size > 0;
@@ -185,7 +188,10 @@ class ParkedCall {
       const finished = await this.options.store.get(record.id);
       if (finished) await this.options.jobs.executed(finished);
     } catch (error) {
-      this.options.logger.error({ err: (error as Error).message, approvalId: record.id }, 'approval: could not record the execution');
+      this.options.logger.error(
+        { err: (error as Error).message, approvalId: record.id },
+        'approval: could not record the execution',
+      );
     }
     this.running = false;
     if (delivered) return this.settle({ kind: 'result', result: execution.result });

@@ -45,7 +45,11 @@ export async function checkReviewer(
         message: `could not check membership of user group ${unknownGroup} (Slack unavailable); nothing changed, try again shortly`,
       };
     }
-    return { ok: false, reason: 'not_reviewer', message: 'you are not a reviewer for this approval; nothing changed' };
+    return {
+      ok: false,
+      reason: 'not_reviewer',
+      message: 'you are not a reviewer for this approval; nothing changed',
+    };
   }
   const owner = record.owner.toLowerCase();
   const isOwner = [reviewer.id, reviewer.name, reviewer.email]

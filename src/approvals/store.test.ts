@@ -57,12 +57,20 @@ describe('ApprovalStore (Lua state machine on a real Redis)', () => {
   it('binds an approval to the exact call: the identical call finds it, other arguments do not', async () => {
     const a = approval();
     expect(await store.create(a)).toEqual({ kind: 'created', id: a.id });
-    expect(await store.create({ ...a, id: '01JTESTOTHERID0000000000000' })).toEqual({ kind: 'existing', id: a.id });
+    expect(await store.create({ ...a, id: '01JTESTOTHERID0000000000000' })).toEqual({
+      kind: 'existing',
+      id: a.id,
+    });
     expect((await store.findBound(a))?.id).toBe(a.id);
     expect(await store.findBound({ ...a, argsSha256: 'f'.repeat(64) })).toBeUndefined();
     expect(await store.findBound({ ...a, grant: 'another-bot' })).toBeUndefined();
     const record = await store.get(a.id);
-    expect(record).toMatchObject({ status: 'pending', execution: 'none', expiresAt: T0 + 60_000, args: { repositoryName: a.args.repositoryName } });
+    expect(record).toMatchObject({
+      status: 'pending',
+      execution: 'none',
+      expiresAt: T0 + 60_000,
+      args: { repositoryName: a.args.repositoryName },
+    });
   });
 
   it('refuses a new approval past max_pending for the grant', async () => {
@@ -85,14 +93,20 @@ describe('ApprovalStore (Lua state machine on a real Redis)', () => {
     const losers = results.filter((r) => r.kind === 'already_decided');
     expect(losers).toHaveLength(2);
     const record = await store.get(a.id);
-    for (const loser of losers) expect(loser).toMatchObject({ status: record?.status, by: record?.decidedBy, at: record?.decidedAt });
+    for (const loser of losers)
+      expect(loser).toMatchObject({ status: record?.status, by: record?.decidedBy, at: record?.decidedAt });
   });
 
   it('a click after the expiry time expires the approval instead of deciding it', async () => {
     const a = approval({ grant: 'g-expire' });
     await store.create(a);
-    expect(await store.transition(a.id, 'expire', { id: '', name: '' }, '', T0 + 59_999)).toEqual({ kind: 'not_due' });
-    expect(await store.transition(a.id, 'approve', alice, '', T0 + 60_000)).toMatchObject({ kind: 'already_decided', status: 'expired' });
+    expect(await store.transition(a.id, 'expire', { id: '', name: '' }, '', T0 + 59_999)).toEqual({
+      kind: 'not_due',
+    });
+    expect(await store.transition(a.id, 'approve', alice, '', T0 + 60_000)).toMatchObject({
+      kind: 'already_decided',
+      status: 'expired',
+    });
     expect((await store.get(a.id))?.status).toBe('expired');
     expect(await store.claim(a.id, 'p1', T0 + 60_001)).toBe(false);
   });
@@ -100,9 +114,18 @@ describe('ApprovalStore (Lua state machine on a real Redis)', () => {
   it('quorum: distinct approvers count once; the vote that reaches it approves', async () => {
     const a = approval({ grant: 'g-quorum', spec: spec({ quorum: 2 }) });
     await store.create(a);
-    expect(await store.transition(a.id, 'approve', alice, '', T0 + 1)).toEqual({ kind: 'vote_counted', votes: 1 });
-    expect(await store.transition(a.id, 'approve', alice, '', T0 + 2)).toEqual({ kind: 'already_voted', votes: 1 });
-    expect(await store.transition(a.id, 'approve', bob, '', T0 + 3)).toEqual({ kind: 'decided', status: 'approved' });
+    expect(await store.transition(a.id, 'approve', alice, '', T0 + 1)).toEqual({
+      kind: 'vote_counted',
+      votes: 1,
+    });
+    expect(await store.transition(a.id, 'approve', alice, '', T0 + 2)).toEqual({
+      kind: 'already_voted',
+      votes: 1,
+    });
+    expect(await store.transition(a.id, 'approve', bob, '', T0 + 3)).toEqual({
+      kind: 'decided',
+      status: 'approved',
+    });
     expect(await store.get(a.id)).toMatchObject({ status: 'approved', votes: 2, decidedBy: 'U2' });
   });
 
@@ -110,7 +133,9 @@ describe('ApprovalStore (Lua state machine on a real Redis)', () => {
     const a = approval({ grant: 'g-claim' });
     await store.create(a);
     await store.transition(a.id, 'approve', alice, '', T0 + 1);
-    const claims = await Promise.all(Array.from({ length: 20 }, (_, i) => store.claim(a.id, `p${i}`, T0 + 2)));
+    const claims = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => store.claim(a.id, `p${i}`, T0 + 2)),
+    );
     expect(claims.filter(Boolean)).toHaveLength(1);
     expect((await store.get(a.id))?.execution).toBe('running');
   });
@@ -131,6 +156,8 @@ describe('ApprovalStore (Lua state machine on a real Redis)', () => {
   it('unknown and malformed ids are unknown, never an error', async () => {
     expect(await store.get('nope')).toBeUndefined();
     expect(await store.get('../../etc')).toBeUndefined();
-    expect(await store.transition('01JTESTNOSUCHAPPROVAL000000', 'approve', alice, '', T0)).toEqual({ kind: 'unknown' });
+    expect(await store.transition('01JTESTNOSUCHAPPROVAL000000', 'approve', alice, '', T0)).toEqual({
+      kind: 'unknown',
+    });
   });
 });

@@ -112,7 +112,13 @@ export class ApprovalStore {
     const reply = (await guarded(() =>
       createScript.run(
         this.redis,
-        [this.record(input.id), this.pendingIndex(), this.grantIndex(input.grant), this.binding(input), this.allIndex()],
+        [
+          this.record(input.id),
+          this.pendingIndex(),
+          this.grantIndex(input.grant),
+          this.binding(input),
+          this.allIndex(),
+        ],
         [input.now, input.spec.maxPending, expiresAt, input.id, KEEP_AFTER_EXPIRY_SECONDS, ...fields],
       ),
     )) as [number, string | number];
@@ -140,7 +146,7 @@ export class ApprovalStore {
     reason: string,
     now: number,
   ): Promise<TransitionResult> {
-    const record = (await this.get(id));
+    const record = await this.get(id);
     if (!record) return { kind: 'unknown' };
     const reply = (await guarded(() =>
       transitionScript.run(
@@ -194,7 +200,9 @@ export class ApprovalStore {
 
   /** The kept result for the agent's retry, once; undefined when there is none. */
   async take(record: ApprovalRecord): Promise<string | undefined> {
-    const reply = await guarded(() => takeScript.run(this.redis, [this.record(record.id), this.binding(record)], [record.id]));
+    const reply = await guarded(() =>
+      takeScript.run(this.redis, [this.record(record.id), this.binding(record)], [record.id]),
+    );
     return typeof reply === 'string' ? reply : undefined;
   }
 
@@ -208,7 +216,9 @@ export class ApprovalStore {
 
   /** Newest first. `status` filters; records past their retention are dropped from the index as found. */
   async list(options: { status?: ApprovalStatus; limit: number }): Promise<ApprovalRecord[]> {
-    const ids = await guarded(() => this.redis.zrevrange(this.allIndex(), 0, Math.max(options.limit * 4, 200)));
+    const ids = await guarded(() =>
+      this.redis.zrevrange(this.allIndex(), 0, Math.max(options.limit * 4, 200)),
+    );
     const records: ApprovalRecord[] = [];
     const gone: string[] = [];
     for (const id of ids) {

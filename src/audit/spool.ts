@@ -60,7 +60,11 @@ export class AuditSpool {
       await appendFile(this.file, line, 'utf8');
     });
     await this.fileWrites;
-    if (this.pending === 1) this.logger.warn({ file: this.file }, 'audit trail unavailable: spooling events locally until Redis returns');
+    if (this.pending === 1)
+      this.logger.warn(
+        { file: this.file },
+        'audit trail unavailable: spooling events locally until Redis returns',
+      );
     this.schedule();
   }
 
@@ -116,7 +120,10 @@ export class AuditSpool {
       await rm(taken, { force: true });
       this.pending = Math.max(this.pending - written, rest.length);
       if (!(error instanceof AuditError) || error.code !== 'countersign.audit.unavailable') {
-        this.logger.error({ err: (error as Error).message, file: this.file }, 'a spooled audit event could not be appended');
+        this.logger.error(
+          { err: (error as Error).message, file: this.file },
+          'a spooled audit event could not be appended',
+        );
       }
       this.schedule();
       return 0;

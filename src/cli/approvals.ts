@@ -59,7 +59,9 @@ async function resolveToken(options: ApprovalsCliOptions, config: RawConfig): Pr
   try {
     return (await readFile(file, 'utf8')).trim();
   } catch {
-    throw new Error(`no admin token: pass --token, set COUNTERSIGN_ADMIN_TOKEN, or run this where ${file} exists (serve writes it for a loopback-only gateway)`);
+    throw new Error(
+      `no admin token: pass --token, set COUNTERSIGN_ADMIN_TOKEN, or run this where ${file} exists (serve writes it for a loopback-only gateway)`,
+    );
   }
 }
 
@@ -75,7 +77,10 @@ async function request(
   try {
     res = await fetch(`${base}/api${route}`, {
       method: init.method ?? 'GET',
-      headers: { authorization: `Bearer ${token}`, ...(init.body ? { 'content-type': 'application/json' } : {}) },
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(init.body ? { 'content-type': 'application/json' } : {}),
+      },
       ...(init.body ? { body: JSON.stringify(init.body) } : {}),
     });
   } catch (error) {
@@ -91,7 +96,11 @@ function failure(status: number, json: Record<string, unknown>): string {
 
 function table(rows: string[][]): string {
   const widths = rows[0]?.map((_, col) => Math.max(...rows.map((r) => (r[col] ?? '').length))) ?? [];
-  return rows.map((r) => r.map((cell, col) => (col === r.length - 1 ? cell : cell.padEnd(widths[col] ?? 0))).join('  ')).join('\n');
+  return rows
+    .map((r) =>
+      r.map((cell, col) => (col === r.length - 1 ? cell : cell.padEnd(widths[col] ?? 0))).join('  '),
+    )
+    .join('\n');
 }
 
 // eslint-disable-next-line no-control-regex
@@ -109,12 +118,18 @@ function describe(a: ApprovalView): string {
     `created   ${a.createdAt}`,
     `expires   ${a.expiresAt}`,
   ];
-  if (a.decidedAt) lines.push(`decided   ${a.status} by ${a.decidedByName || a.decidedBy || 'the gateway'} at ${a.decidedAt}${a.decisionReason ? `: ${a.decisionReason}` : ''}`);
+  if (a.decidedAt)
+    lines.push(
+      `decided   ${a.status} by ${a.decidedByName || a.decidedBy || 'the gateway'} at ${a.decidedAt}${a.decisionReason ? `: ${a.decisionReason}` : ''}`,
+    );
   if (a.execution !== 'none') lines.push(`execution ${a.execution}${a.outcome ? ` (${a.outcome})` : ''}`);
   return lines.map(printable).join('\n');
 }
 
-export async function approvalsList(options: ApprovalsCliOptions & { status?: string; limit?: string }, out: (text: string) => void): Promise<number> {
+export async function approvalsList(
+  options: ApprovalsCliOptions & { status?: string; limit?: string },
+  out: (text: string) => void,
+): Promise<number> {
   const query = new URLSearchParams();
   if (options.status) query.set('status', options.status);
   if (options.limit) query.set('limit', options.limit);
@@ -135,13 +150,19 @@ export async function approvalsList(options: ApprovalsCliOptions & { status?: st
   out(
     table([
       ['ID', 'STATUS', 'SERVER/TOOL', 'GRANT', 'CREATED', 'EXPIRES'],
-      ...approvals.map((a) => [a.id, a.status, `${a.server}/${a.tool}`, a.grant, a.createdAt, a.expiresAt].map(printable)),
+      ...approvals.map((a) =>
+        [a.id, a.status, `${a.server}/${a.tool}`, a.grant, a.createdAt, a.expiresAt].map(printable),
+      ),
     ]),
   );
   return 0;
 }
 
-export async function approvalsShow(id: string, options: ApprovalsCliOptions, out: (text: string) => void): Promise<number> {
+export async function approvalsShow(
+  id: string,
+  options: ApprovalsCliOptions,
+  out: (text: string) => void,
+): Promise<number> {
   const { status, json } = await request(options, `/approvals/${encodeURIComponent(id)}`);
   if (status !== 200) {
     out(failure(status, json));

@@ -22,11 +22,16 @@ export function parseSince(value: string, now: number): Date {
     return new Date(now - Number(relative[1]) * unit);
   }
   const date = new Date(value);
-  if (Number.isNaN(date.getTime())) throw new Error(`--since "${value}" is neither an ISO time nor a duration like 15m, 2h, 7d`);
+  if (Number.isNaN(date.getTime()))
+    throw new Error(`--since "${value}" is neither an ISO time nor a duration like 15m, 2h, 7d`);
   return date;
 }
 
-async function withAuditLog<T>(configFile: string, logger: Logger, work: (log: AuditLog) => Promise<T>): Promise<T> {
+async function withAuditLog<T>(
+  configFile: string,
+  logger: Logger,
+  work: (log: AuditLog) => Promise<T>,
+): Promise<T> {
   const config = await loadConfig(configFile);
   const target = await resolveRedis(config, logger);
   const redis = createRedis(target.url, 'audit-cli');
@@ -40,7 +45,12 @@ async function withAuditLog<T>(configFile: string, logger: Logger, work: (log: A
   }
 }
 
-export async function auditQuery(configFile: string, options: AuditQueryOptions, logger: Logger, out: (text: string) => void): Promise<number> {
+export async function auditQuery(
+  configFile: string,
+  options: AuditQueryOptions,
+  logger: Logger,
+  out: (text: string) => void,
+): Promise<number> {
   if (options.decision && !['allow', 'deny', 'pending'].includes(options.decision)) {
     out('--decision must be "allow", "deny" or "pending"');
     return 2;
@@ -64,7 +74,11 @@ export async function auditQuery(configFile: string, options: AuditQueryOptions,
   return 0;
 }
 
-export async function auditVerify(configFile: string, logger: Logger, out: (text: string) => void): Promise<number> {
+export async function auditVerify(
+  configFile: string,
+  logger: Logger,
+  out: (text: string) => void,
+): Promise<number> {
   const result = await withAuditLog(configFile, logger, (log) => log.verify());
   if (result.ok) {
     out(`audit trail intact: ${result.count} events, hash chain verified`);

@@ -36,7 +36,9 @@ const { version } = JSON.parse(
 
 const program = new Command('countersign')
   .version(version)
-  .description('An MCP gateway with a human in the loop: policy, rate limits and a verifiable audit trail for every tool call.')
+  .description(
+    'An MCP gateway with a human in the loop: policy, rate limits and a verifiable audit trail for every tool call.',
+  )
   .showHelpAfterError();
 
 program
@@ -50,7 +52,9 @@ program
   .description('serve one MCP client over stdin/stdout, as one grant')
   .option('-c, --config <file>', 'gateway config (JSON)', DEFAULT_CONFIG)
   .option('-g, --grant <id>', 'the grant this client acts as (required when the config defines grants)')
-  .action((opts: { config: string; grant?: string }) => run(() => stdio(opts.config, opts.grant, createLogger()))());
+  .action((opts: { config: string; grant?: string }) =>
+    run(() => stdio(opts.config, opts.grant, createLogger()))(),
+  );
 
 const policy = program.command('policy').description('check and explain policy documents');
 policy
@@ -97,22 +101,35 @@ audit
 
 const approvals = program
   .command('approvals')
-  .description('list, show, approve and reject parked calls through the gateway\'s approvals API (no Slack needed)');
+  .description(
+    "list, show, approve and reject parked calls through the gateway's approvals API (no Slack needed)",
+  );
 const apiOptions = (command: Command): Command =>
   command
     .option('-c, --config <file>', 'gateway config (JSON): where it listens, its data_dir', DEFAULT_CONFIG)
-    .option('--url <url>', 'gateway base URL (default: from the config\'s listen address)')
+    .option('--url <url>', "gateway base URL (default: from the config's listen address)")
     .option('--token <token>', 'admin token (default: $COUNTERSIGN_ADMIN_TOKEN, else <data_dir>/admin-token)')
     .option('--json', 'JSON output');
 apiOptions(approvals.command('list').description('approvals, newest first'))
   .option('--status <status>', 'pending, approved, rejected, expired or cancelled')
   .option('--limit <n>', 'at most n approvals (default 50)')
-  .action((opts: ApprovalsCliOptions & { status?: string; limit?: string }) => run(() => approvalsList(opts, print))());
-apiOptions(approvals.command('show').description('one approval, whole').argument('<id>'))
-  .action((id: string, opts: ApprovalsCliOptions) => run(() => approvalsShow(id, opts, print))());
+  .action((opts: ApprovalsCliOptions & { status?: string; limit?: string }) =>
+    run(() => approvalsList(opts, print))(),
+  );
+apiOptions(approvals.command('show').description('one approval, whole').argument('<id>')).action(
+  (id: string, opts: ApprovalsCliOptions) => run(() => approvalsShow(id, opts, print))(),
+);
 for (const verdict of ['approve', 'reject'] as const) {
-  apiOptions(approvals.command(verdict).description(`${verdict} a parked call, as a reviewer the policy allows`).argument('<id>'))
-    .requiredOption('-r, --reviewer <id>', 'who decides: a Slack user id or local reviewer name listed in the policy')
+  apiOptions(
+    approvals
+      .command(verdict)
+      .description(`${verdict} a parked call, as a reviewer the policy allows`)
+      .argument('<id>'),
+  )
+    .requiredOption(
+      '-r, --reviewer <id>',
+      'who decides: a Slack user id or local reviewer name listed in the policy',
+    )
     .option('--reason <text>', verdict === 'reject' ? 'why (the agent sees it)' : 'note')
     .action((id: string, opts: ApprovalsCliOptions & { reviewer: string; reason?: string }) =>
       run(() => approvalsDecide(verdict, id, opts, print))(),

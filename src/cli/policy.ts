@@ -34,9 +34,13 @@ export async function policyExplain(
     return 2;
   }
   const policy = await loadPolicyFile(options.policy);
-  const decision = decide(policy, { tool: options.tool, args: args as Record<string, unknown> }, {
-    grant: { id: options.grant, owner: options.owner },
-  });
+  const decision = decide(
+    policy,
+    { tool: options.tool, args: args as Record<string, unknown> },
+    {
+      grant: { id: options.grant, owner: options.owner },
+    },
+  );
   out(explainDecision(decision));
   return decision.kind === 'allow' ? 0 : 3;
 }

@@ -8,7 +8,10 @@ import { startEmbeddedRedis } from '../redis/embedded.js';
 import type { EmbeddedRedis } from '../redis/embedded.js';
 
 /** The embedded default config: proxies @modelcontextprotocol/server-everything under an example policy. */
-export const DEFAULT_CONFIG = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../config/default.json');
+export const DEFAULT_CONFIG = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '../../config/default.json',
+);
 
 export interface RedisTarget {
   url: string;
@@ -41,7 +44,9 @@ export async function resolveRedis(config: GatewayConfig, logger: Logger): Promi
 export async function ensureAdminToken(config: GatewayConfig, logger: Logger): Promise<void> {
   if (config.adminToken) return;
   if (!config.anonymous) {
-    logger.info('COUNTERSIGN_ADMIN_TOKEN is not set: the approvals API (/api/approvals) is off; Slack decides');
+    logger.info(
+      'COUNTERSIGN_ADMIN_TOKEN is not set: the approvals API (/api/approvals) is off; Slack decides',
+    );
     return;
   }
   const file = path.resolve(config.raw.data_dir, 'admin-token');
@@ -53,5 +58,8 @@ export async function ensureAdminToken(config: GatewayConfig, logger: Logger): P
   }
   await chmod(file, 0o600);
   config.adminToken = token;
-  logger.info({ file }, 'approvals API on (loopback only): its admin token is in this file; `countersign approvals` reads it');
+  logger.info(
+    { file },
+    'approvals API on (loopback only): its admin token is in this file; `countersign approvals` reads it',
+  );
 }

@@ -14,7 +14,9 @@ export async function serve(configFile: string, logger: Logger): Promise<void> {
     {
       config: configFile,
       endpoints: [`${gateway.url}/mcp`, ...servers.map((s) => `${gateway.url}/mcp/${s}`)],
-      grants: config.anonymous ? ['local (no grants configured: loopback only, no token needed)'] : config.grants.map((g) => g.id),
+      grants: config.anonymous
+        ? ['local (no grants configured: loopback only, no token needed)']
+        : config.grants.map((g) => g.id),
     },
     `Countersign listening on ${gateway.url}`,
   );
@@ -23,13 +25,20 @@ export async function serve(configFile: string, logger: Logger): Promise<void> {
   process.on('SIGHUP', () => {
     gateway.reloadPolicies().then(
       () => logger.info('SIGHUP: policies reloaded'),
-      (error: Error) => logger.error({ err: error.message }, 'SIGHUP: policies NOT reloaded (the previous ones stay in force)'),
+      (error: Error) =>
+        logger.error(
+          { err: error.message },
+          'SIGHUP: policies NOT reloaded (the previous ones stay in force)',
+        ),
     );
   });
 
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
-      logger.info({ signal, grace_ms: config.raw.shutdown_grace_ms }, 'shutting down: draining calls in flight');
+      logger.info(
+        { signal, grace_ms: config.raw.shutdown_grace_ms },
+        'shutting down: draining calls in flight',
+      );
       void gateway
         .close()
         .then(async () => {

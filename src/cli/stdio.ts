@@ -2,7 +2,8 @@ import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
 import { InitializeRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import { randomUUID } from 'node:crypto';
 import { loadConfig } from '../config/load.js';
-import { closeApprovals, createServices } from '../gateway/gateway.js';
+import { closeApprovals } from '../gateway/approval-services.js';
+import { createServices } from '../gateway/gateway.js';
 import { HeldTransport } from '../gateway/held-transport.js';
 import { GatewaySession } from '../gateway/session.js';
 import type { Logger } from '../log/logger.js';
@@ -38,7 +39,7 @@ export async function stdio(configFile: string, grantId: string | undefined, log
       done = true;
       await services.inflight.drained(config.raw.shutdown_grace_ms);
       await session.close();
-      await closeApprovals(services);
+      await closeApprovals(services.approvals);
       await services.auditSpool.close();
       await services.audit.close();
       client.disconnect();

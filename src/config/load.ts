@@ -59,7 +59,9 @@ export class ConfigError extends Error {
     readonly file: string,
     readonly issues: ConfigIssue[],
   ) {
-    super(`invalid config ${file}:\n${issues.map((i) => `  ${file}: ${i.path || '(root)'}: ${i.message}`).join('\n')}`);
+    super(
+      `invalid config ${file}:\n${issues.map((i) => `  ${file}: ${i.path || '(root)'}: ${i.message}`).join('\n')}`,
+    );
   }
 }
 
@@ -98,14 +100,19 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     if (g.token_sha256) tokenSha256 = Buffer.from(g.token_sha256, 'hex');
     if (g.token_env) {
       const token = env[g.token_env];
-      if (!token) issues.push({ path: `/grants/${index}/token_env`, message: `environment variable ${g.token_env} is not set` });
+      if (!token)
+        issues.push({
+          path: `/grants/${index}/token_env`,
+          message: `environment variable ${g.token_env} is not set`,
+        });
       else tokenSha256 = createHash('sha256').update(token).digest();
     }
     return { id: g.id, owner: g.owner, tokenSha256 };
   });
   const ids = new Set<string>();
   raw.grants.forEach((g, index) => {
-    if (ids.has(g.id)) issues.push({ path: `/grants/${index}/id`, message: `grant id "${g.id}" is used twice` });
+    if (ids.has(g.id))
+      issues.push({ path: `/grants/${index}/id`, message: `grant id "${g.id}" is used twice` });
     ids.add(g.id);
   });
   if (grants.length === 0 && !isLoopbackHost(raw.listen.host)) {
@@ -119,7 +126,10 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     const grantPolicyFiles = new Map<string, string>();
     for (const [grantId, policy] of Object.entries(config.grant_policies ?? {})) {
       if (!ids.has(grantId) && !(grants.length === 0 && grantId === LOCAL_GRANT.id)) {
-        issues.push({ path: `/servers/${name}/grant_policies/${grantId}`, message: `no grant with id "${grantId}"` });
+        issues.push({
+          path: `/servers/${name}/grant_policies/${grantId}`,
+          message: `no grant with id "${grantId}"`,
+        });
       }
       grantPolicyFiles.set(grantId, path.resolve(base, policy));
     }
@@ -136,15 +146,20 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     slack = { botToken: env.SLACK_BOT_TOKEN };
     if (env.SLACK_SIGNING_SECRET) slack.signingSecret = env.SLACK_SIGNING_SECRET;
     if (env.SLACK_APP_TOKEN) slack.appToken = env.SLACK_APP_TOKEN;
-    if (env.SLACK_API_URL) slack.apiUrl = env.SLACK_API_URL.endsWith('/') ? env.SLACK_API_URL : `${env.SLACK_API_URL}/`;
+    if (env.SLACK_API_URL)
+      slack.apiUrl = env.SLACK_API_URL.endsWith('/') ? env.SLACK_API_URL : `${env.SLACK_API_URL}/`;
     if (!slack.signingSecret && !slack.appToken) {
       issues.push({
         path: '(environment)',
-        message: 'SLACK_BOT_TOKEN is set but neither SLACK_SIGNING_SECRET (HTTP mode) nor SLACK_APP_TOKEN (Socket Mode) is: Slack clicks could not be received',
+        message:
+          'SLACK_BOT_TOKEN is set but neither SLACK_SIGNING_SECRET (HTTP mode) nor SLACK_APP_TOKEN (Socket Mode) is: Slack clicks could not be received',
       });
     }
   } else if (env.SLACK_SIGNING_SECRET || env.SLACK_APP_TOKEN) {
-    issues.push({ path: '(environment)', message: 'SLACK_SIGNING_SECRET or SLACK_APP_TOKEN is set without SLACK_BOT_TOKEN' });
+    issues.push({
+      path: '(environment)',
+      message: 'SLACK_SIGNING_SECRET or SLACK_APP_TOKEN is set without SLACK_BOT_TOKEN',
+    });
   }
   const adminToken = env.COUNTERSIGN_ADMIN_TOKEN || undefined;
   if (adminToken !== undefined && adminToken.length < 16) {

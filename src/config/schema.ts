@@ -4,7 +4,10 @@ import { z } from 'zod';
 const serverName = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/, 'a name of letters, digits, "_" and "-" (at most 63 characters)')
-  .refine((name) => !name.includes('__'), 'a name without "__" (it separates server and tool in aggregated names)');
+  .refine(
+    (name) => !name.includes('__'),
+    'a name without "__" (it separates server and tool in aggregated names)',
+  );
 
 const common = {
   /** Policy document for every grant on this server, unless `grant_policies` names one for the grant. */
@@ -38,7 +41,9 @@ const remoteServer = z
 
 const grant = z
   .object({
-    id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$/, 'an id of letters, digits, "_", ".", "@" and "-"'),
+    id: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$/, 'an id of letters, digits, "_", ".", "@" and "-"'),
     owner: z.string().min(1),
     /** Hex SHA-256 of the bearer token (`printf %s "$TOKEN" | sha256sum`). */
     token_sha256: z
@@ -46,7 +51,10 @@ const grant = z
       .regex(/^[0-9a-f]{64}$/i, '64 hex characters (the SHA-256 of the token)')
       .optional(),
     /** Name of an environment variable that holds the token. */
-    token_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name').optional(),
+    token_env: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name')
+      .optional(),
   })
   .strict()
   .refine((g) => (g.token_sha256 === undefined) !== (g.token_env === undefined), {
@@ -66,7 +74,10 @@ export const configSchema = z
     redis: z
       .object({
         /** Overridden by REDIS_URL. With neither, `serve` starts a private redis-server. */
-        url: z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL').optional(),
+        url: z
+          .string()
+          .regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL')
+          .optional(),
         /** Prefix of every key the gateway writes, so several deployments can share a Redis. */
         prefix: z.string().min(1).max(64).default('cs:'),
       })
@@ -87,17 +98,29 @@ export const configSchema = z
       .default({ keep_arguments: false }),
     http: z
       .object({
-        max_body_bytes: z.number().int().positive().max(64 * 1024 * 1024).default(1024 * 1024),
+        max_body_bytes: z
+          .number()
+          .int()
+          .positive()
+          .max(64 * 1024 * 1024)
+          .default(1024 * 1024),
         /** Host header values accepted besides the loopback names and the listen address. */
         allowed_hosts: z.array(z.string().min(1)).default([]),
         /** Origin header values accepted (browsers send one); loopback origins are always accepted. */
         allowed_origins: z.array(z.string().min(1)).default([]),
-        session_idle_timeout_ms: z.number().int().positive().default(30 * 60_000),
+        session_idle_timeout_ms: z
+          .number()
+          .int()
+          .positive()
+          .default(30 * 60_000),
         /** Addresses of reverse proxies whose X-Forwarded-For is believed (to find the client's address). */
         trusted_proxies: z.array(z.string().min(1)).default([]),
         /** Wrong bearer tokens one client address may send per window before it is locked out (429). */
         auth_failures: z
-          .object({ max: z.number().int().positive().default(20), window_seconds: z.number().int().positive().default(60) })
+          .object({
+            max: z.number().int().positive().default(20),
+            window_seconds: z.number().int().positive().default(60),
+          })
           .strict()
           .default({ max: 20, window_seconds: 60 }),
       })
@@ -120,7 +143,11 @@ export const configSchema = z
       .strict()
       .default({ progress_interval_ms: 15_000, poll_ms: 5_000 }),
     /** Largest tool-call `arguments` object, as JSON bytes. */
-    max_argument_bytes: z.number().int().positive().default(256 * 1024),
+    max_argument_bytes: z
+      .number()
+      .int()
+      .positive()
+      .default(256 * 1024),
     /** How long SIGTERM waits for calls in flight before closing. */
     shutdown_grace_ms: z.number().int().min(0).default(10_000),
     /** Where the private Redis keeps its files; relative to the working directory. */

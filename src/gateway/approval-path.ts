@@ -71,7 +71,12 @@ export async function handleApprovalCall(ctx: ApprovalCall): Promise<CallToolRes
 
   let record: ApprovalRecord | undefined;
   try {
-    const bound = { server: base.server, tool: base.tool, grant: caller.grant.id, argsSha256: base.argsSha256 };
+    const bound = {
+      server: base.server,
+      tool: base.tool,
+      grant: caller.grant.id,
+      argsSha256: base.argsSha256,
+    };
     record = await approvals.store.findBound(bound);
     if (!record) {
       // A new call: its limits are checked (without taking anything) before anyone is asked, and taken for real
@@ -140,7 +145,10 @@ async function checkLimits(
 async function announce(ctx: ApprovalCall, record: ApprovalRecord): Promise<CallToolResult | undefined> {
   const { services } = ctx;
   const approvals = services.approvals;
-  const where = record.channel && approvals.slack ? `reviewers asked in Slack channel ${record.channel}` : 'reviewers asked through the approvals API';
+  const where =
+    record.channel && approvals.slack
+      ? `reviewers asked in Slack channel ${record.channel}`
+      : 'reviewers asked through the approvals API';
   try {
     await services.audit.append(
       approvalAudit(record, services.now(), {
@@ -152,18 +160,32 @@ async function announce(ctx: ApprovalCall, record: ApprovalRecord): Promise<Call
     );
   } catch {
     services.metrics.auditFailures.inc();
-    await approvals.store.transition(record.id, 'cancel', { id: 'gateway', name: 'gateway' }, 'audit unavailable', services.now()).catch(() => undefined);
+    await approvals.store
+      .transition(
+        record.id,
+        'cancel',
+        { id: 'gateway', name: 'gateway' },
+        'audit unavailable',
+        services.now(),
+      )
+      .catch(() => undefined);
     return ctx.refuse({
       reason: 'audit_unavailable',
-      message: 'the audit trail cannot be written (Redis cannot be reached), so no call is allowed; try again shortly.',
+      message:
+        'the audit trail cannot be written (Redis cannot be reached), so no call is allowed; try again shortly.',
     });
   }
   services.metrics.approvals.inc({ server: record.server, step: 'requested' });
   try {
     await approvals.jobs.parked(record);
   } catch (error) {
-    services.logger.error({ err: (error as Error).message, approvalId: record.id }, 'approval queue unavailable; cancelling');
-    await approvals.desk.cancel(record.id, 'gateway', 'the approval queue is unavailable').catch(() => undefined);
+    services.logger.error(
+      { err: (error as Error).message, approvalId: record.id },
+      'approval queue unavailable; cancelling',
+    );
+    await approvals.desk
+      .cancel(record.id, 'gateway', 'the approval queue is unavailable')
+      .catch(() => undefined);
     return ctx.refuse(STORE_UNAVAILABLE);
   }
   return undefined;
@@ -193,7 +215,8 @@ async function reservePaced(
 ): Promise<Reservation | RefusalDetail> {
   let storeFailures = 0;
   for (;;) {
-    if (signal.aborted) return { reason: 'interrupted', message: 'the session ended before the approved call could run' };
+    if (signal.aborted)
+      return { reason: 'interrupted', message: 'the session ended before the approved call could run' };
     try {
       const reserved = await services.limits.reserve(limits, subject, services.now());
       if (reserved.ok) return reserved;
@@ -205,21 +228,38 @@ async function reservePaced(
   }
 }
 
-async function runApproved(ctx: ApprovalCall, record: ApprovalRecord, subject: LimitSubject): Promise<Execution> {
+async function runApproved(
+  ctx: ApprovalCall,
+  record: ApprovalRecord,
+  subject: LimitSubject,
+): Promise<Execution> {
   const { services, decision } = ctx;
   const sessionSignal = ctx.call.sessionSignal ?? ctx.call.signal;
   const base: EventBase = { ...ctx.base, callId: record.callId, approvalId: record.id };
   const refused = (detail: RefusalDetail): Execution => ({
     outcome: 'refused',
-    result: { isError: true, content: [{ type: 'text', text: `Countersign could not run the approved call: ${detail.message}` }] },
+    result: {
+      isError: true,
+      content: [{ type: 'text', text: `Countersign could not run the approved call: ${detail.message}` }],
+    },
   });
   const reservation = await reservePaced(services, decision.limits, subject, sessionSignal);
   if (!('ok' in reservation)) return refused(reservation);
   const approvedBy = record.decidedByName || record.decidedBy || 'a reviewer';
-  if (!(await auditAllowed(services, base, decision.rule, `approved by ${approvedBy} (approval ${record.id})`, reservation, 'approved'))) {
+  if (
+    !(await auditAllowed(
+      services,
+      base,
+      decision.rule,
+      `approved by ${approvedBy} (approval ${record.id})`,
+      reservation,
+      'approved',
+    ))
+  ) {
     return refused({ reason: 'audit_unavailable', message: 'the audit trail cannot be written' });
   }
-  if (record.decidedAt) services.metrics.resumeDelay.observe(Math.max(0, services.now() - record.decidedAt) / 1000);
+  if (record.decidedAt)
+    services.metrics.resumeDelay.observe(Math.max(0, services.now() - record.decidedAt) / 1000);
   const forwarded = await forward(services, base, decision.rule, reservation, ctx.connection, {
     params: { ...ctx.call.params, name: ctx.upstreamTool },
     signal: sessionSignal,
@@ -260,15 +300,33 @@ export function refusedDetail(record: ApprovalRecord, rule: ApprovalDecision['ru
   const name = record.decidedByName || record.decidedBy || 'a reviewer';
   switch (record.status) {
     case 'rejected':
-      return { reason: 'rejected', message: record.decisionReason ? `Rejected by ${name}: ${record.decisionReason}` : `Rejected by ${name}.`, rule };
+      return {
+        reason: 'rejected',
+        message: record.decisionReason
+          ? `Rejected by ${name}: ${record.decisionReason}`
+          : `Rejected by ${name}.`,
+        rule,
+      };
     case 'expired':
-      return { reason: 'expired', message: `No decision within ${formatDuration(record.timeoutSeconds)}; not executed.`, rule };
+      return {
+        reason: 'expired',
+        message: `No decision within ${formatDuration(record.timeoutSeconds)}; not executed.`,
+        rule,
+      };
     default:
-      return { reason: 'cancelled', message: `Approval cancelled${record.decisionReason ? ` (${record.decisionReason})` : ''}; not executed.`, rule };
+      return {
+        reason: 'cancelled',
+        message: `Approval cancelled${record.decisionReason ? ` (${record.decisionReason})` : ''}; not executed.`,
+        rule,
+      };
   }
 }
 
-async function answer(ctx: ApprovalCall, record: ApprovalRecord, outcome: WaitOutcome): Promise<CallToolResult> {
+async function answer(
+  ctx: ApprovalCall,
+  record: ApprovalRecord,
+  outcome: WaitOutcome,
+): Promise<CallToolResult> {
   const { services } = ctx;
   switch (outcome.kind) {
     case 'result':
@@ -285,7 +343,10 @@ async function answer(ctx: ApprovalCall, record: ApprovalRecord, outcome: WaitOu
         message: `approval ${record.id} was used: the approved call already ran and its result went to an earlier request. Call again to ask for a new approval.`,
       });
     case 'gone':
-      return ctx.refuse({ reason: 'approval_gone', message: `approval ${record.id} no longer exists; call again to ask for a new one.` });
+      return ctx.refuse({
+        reason: 'approval_gone',
+        message: `approval ${record.id} no longer exists; call again to ask for a new one.`,
+      });
     case 'unavailable':
       return ctx.refuse(STORE_UNAVAILABLE);
   }

@@ -13,14 +13,23 @@ export async function writeAudit(services: GatewayServices, event: AuditEvent): 
     await services.auditSpool.write(event);
   } catch (error) {
     services.metrics.auditFailures.inc();
-    services.logger.error({ err: (error as Error).message, callId: event.callId, type: event.type }, 'audit write failed');
+    services.logger.error(
+      { err: (error as Error).message, callId: event.callId, type: event.type },
+      'audit write failed',
+    );
   }
 }
 
 /** An event about the gateway itself rather than a tool call: no grant, server or tool. */
 export function gatewayEvent(
   time: number,
-  fields: { type: 'auth' | 'policy'; decision: AuditEvent['decision']; reason: string; message: string; subject: unknown },
+  fields: {
+    type: 'auth' | 'policy';
+    decision: AuditEvent['decision'];
+    reason: string;
+    message: string;
+    subject: unknown;
+  },
 ): AuditEvent {
   return {
     id: newUlid(),

@@ -1,17 +1,9 @@
 import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Redis } from 'ioredis';
-import { approvalAudit } from '../approvals/audit.js';
-import { ApprovalDesk } from '../approvals/desk.js';
-import { ApprovalEvents } from '../approvals/events.js';
-import { ApprovalJobs } from '../approvals/jobs.js';
-import { Parking } from '../approvals/parking.js';
-import { formatDuration } from '../approvals/record.js';
-import { ApprovalStore } from '../approvals/store.js';
+import type { Redis } from 'ioredis';
+import { closeApprovals, createApprovalServices } from './approval-services.js';
 import { approvalsApi } from '../http/approvals-api.js';
 import { createSlackApp } from '../slack/app.js';
-import { SlackApi } from '../slack/web.js';
-import { newUlid } from '../ids/ulid.js';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { AuditLog } from '../audit/log.js';
@@ -38,7 +30,9 @@ export interface GatewayOptions {
 }
 
 /** The services of one gateway process, without any listener (shared by `serve` and `stdio`). */
-export async function createServices(options: GatewayOptions): Promise<{ services: GatewayServices; redis: Redis }> {
+export async function createServices(
+  options: GatewayOptions,
+): Promise<{ services: GatewayServices; redis: Redis }> {
   const { config, logger } = options;
   const policies = await PolicyBook.load(config);
   const redis = createRedis(options.redisUrl, 'gateway');
@@ -64,63 +58,21 @@ export async function createServices(options: GatewayOptions): Promise<{ service
   );
   const auditSpool = new AuditSpool(audit, spoolFile, logger);
   // Events an earlier process could not write (Redis was down) go into the trail first.
-  void auditSpool.drain().catch((error: Error) => logger.error({ err: error.message }, 'cannot read the audit spool'));
+  void auditSpool
+    .drain()
+    .catch((error: Error) => logger.error({ err: error.message }, 'cannot read the audit spool'));
   const now = options.now ?? Date.now;
   const metrics = new GatewayMetrics();
-  const slack = config.slack ? new SlackApi({ botToken: config.slack.botToken, ...(config.slack.apiUrl ? { apiUrl: config.slack.apiUrl } : {}) }, logger, now) : undefined;
-  const store = new ApprovalStore(redis, prefix);
-  // Subscriptions wait for Redis (offline queue on) and are renewed by ioredis after a reconnect.
-  const subscriber = new Redis(options.redisUrl, { connectionName: 'countersign:approval-events', maxRetriesPerRequest: null });
-  subscriber.on('error', () => undefined);
-  const events = new ApprovalEvents(subscriber, store.eventsChannel, logger);
-  void events.start();
+  // Approval events are written once the services exist (the writer needs them to spool).
   const ref: { services?: GatewayServices } = {};
-  const audit_ = (event: Parameters<typeof writeAudit>[1]): Promise<void> => (ref.services ? writeAudit(ref.services, event) : Promise.resolve());
-  const jobs = new ApprovalJobs({
+  const approvals = createApprovalServices({
+    config,
+    redis,
     redisUrl: options.redisUrl,
-    prefix,
-    store,
-    slack,
     logger,
+    metrics,
     now,
-    hooks: {
-      onExpired: async (record) => {
-        metrics.approvals.inc({ server: record.server, step: 'expired' });
-        await audit_(
-          approvalAudit(record, now(), {
-            decision: 'deny',
-            reason: 'expired',
-            message: `no decision within ${formatDuration(record.timeoutSeconds)}; not executed`,
-          }),
-        );
-      },
-    },
-  });
-  jobs.start();
-  const desk = new ApprovalDesk({
-    store,
-    jobs,
-    audit: async (event) => {
-      if (event.reason) metrics.approvals.inc({ server: event.server, step: event.reason });
-      await audit_(event);
-    },
-    groupMembers: slack
-      ? (group) => slack.groupMembers(group)
-      : async (group) => {
-          throw new Error(`user group ${group} cannot be resolved without Slack`);
-        },
-    ...(slack ? { userEmail: (user: string) => slack.userEmail(user) } : {}),
-    now,
-  });
-  const parking = new Parking({
-    store,
-    events,
-    jobs,
-    logger,
-    processId: `${process.pid}-${newUlid()}`,
-    now,
-    progressIntervalMs: config.raw.approvals.progress_interval_ms,
-    pollMs: config.raw.approvals.poll_ms,
+    audit: (event) => (ref.services ? writeAudit(ref.services, event) : Promise.resolve()),
   });
   const services: GatewayServices = {
     config,
@@ -131,23 +83,18 @@ export async function createServices(options: GatewayOptions): Promise<{ service
     metrics,
     logger,
     inflight: new InflightCalls(),
-    approvals: { store, events, jobs, desk, parking, ...(slack ? { slack } : {}) },
+    approvals,
     now,
   };
   ref.services = services;
-  metrics.parkedSource = () => parking.size;
   return { services, redis };
 }
 
-/** Stops the approval machinery of a process: parked calls stay in Redis for any other process. */
-export async function closeApprovals(services: GatewayServices): Promise<void> {
-  services.approvals.parking.close();
-  await services.approvals.jobs.close();
-  await services.approvals.events.close();
-}
-
 /** Writes which policies are in force (file and SHA-256 of each) to the audit trail. */
-async function recordPolicies(services: GatewayServices, reason: 'policies_loaded' | 'policies_reloaded'): Promise<void> {
+async function recordPolicies(
+  services: GatewayServices,
+  reason: 'policies_loaded' | 'policies_reloaded',
+): Promise<void> {
   const summary = services.policies.summary();
   await writeAudit(
     services,
@@ -178,31 +125,44 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const { config } = options;
   const { max, window_seconds } = config.raw.http.auth_failures;
   const throttle = new AuthThrottle(redis, config.raw.redis.prefix, max, window_seconds, services.now);
-  const mcp = new McpHttpEndpoint(services, new GrantAuthenticator(config.grants, config.anonymous), throttle);
-  const slackReceiver = config.slack
-    ? createSlackApp({
-        config: config.slack,
-        api: services.approvals.slack as SlackApi,
-        desk: services.approvals.desk,
-        store: services.approvals.store,
-        logger: options.logger,
-        now: services.now,
-      })
-    : undefined;
-  const app = createHttpApp(services, mcp, {
-    check: async () => {
-      const checks: Record<string, string> = {};
-      try {
-        checks.redis = (await redis.ping()) === 'PONG' ? 'ok' : 'unexpected reply';
-      } catch (error) {
-        checks.redis = `unavailable: ${(error as Error).message}`;
-      }
-      return { ready: checks.redis === 'ok', checks };
+  const mcp = new McpHttpEndpoint(
+    services,
+    new GrantAuthenticator(config.grants, config.anonymous),
+    throttle,
+  );
+  const slackApi = services.approvals.slack;
+  const slackReceiver =
+    config.slack && slackApi
+      ? createSlackApp({
+          config: config.slack,
+          api: slackApi,
+          desk: services.approvals.desk,
+          store: services.approvals.store,
+          logger: options.logger,
+          now: services.now,
+        })
+      : undefined;
+  const app = createHttpApp(
+    services,
+    mcp,
+    {
+      check: async () => {
+        const checks: Record<string, string> = {};
+        try {
+          checks.redis = (await redis.ping()) === 'PONG' ? 'ok' : 'unexpected reply';
+        } catch (error) {
+          checks.redis = `unavailable: ${(error as Error).message}`;
+        }
+        return { ready: checks.redis === 'ok', checks };
+      },
     },
-  }, {
-    api: approvalsApi(services, config.adminToken, throttle),
-    ...(slackReceiver?.router && slackReceiver.guard ? { slack: { router: slackReceiver.router, guard: slackReceiver.guard } } : {}),
-  });
+    {
+      api: approvalsApi(services, config.adminToken, throttle),
+      ...(slackReceiver?.router && slackReceiver.guard
+        ? { slack: { router: slackReceiver.router, guard: slackReceiver.guard } }
+        : {}),
+    },
+  );
   await slackReceiver?.start();
   const { host, port } = config.raw.listen;
   const http: HttpServer = await new Promise((resolve, reject) => {
@@ -219,10 +179,14 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       mcp.stopAccepting();
       const grace = config.raw.shutdown_grace_ms;
       const drained = await services.inflight.drained(grace);
-      if (!drained) options.logger.warn({ inflight: services.inflight.size }, 'grace period over; closing with calls in flight');
+      if (!drained)
+        options.logger.warn(
+          { inflight: services.inflight.size },
+          'grace period over; closing with calls in flight',
+        );
       await mcp.close();
       await slackReceiver?.stop();
-      await closeApprovals(services);
+      await closeApprovals(services.approvals);
       await new Promise<void>((resolve) => {
         http.close(() => resolve());
         http.closeAllConnections();

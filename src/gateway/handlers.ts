@@ -21,7 +21,10 @@ export function handle<S extends MethodSchema>(
   server.setRequestHandler(envelope, async (request, extra) => {
     const parsed = schema.safeParse(request);
     if (!parsed.success) {
-      throw new McpError(ErrorCode.InvalidParams, `Invalid params for ${method}: ${z.prettifyError(parsed.error)}`);
+      throw new McpError(
+        ErrorCode.InvalidParams,
+        `Invalid params for ${method}: ${z.prettifyError(parsed.error)}`,
+      );
     }
     return handler(parsed.data, extra);
   });

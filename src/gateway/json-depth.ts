@@ -12,7 +12,8 @@ export function nestedDeeperThan(value: unknown, max: number): boolean {
     if (typeof current !== 'object' || current === null) continue;
     if (depth + 1 > max) return true;
     const children = Array.isArray(current) ? current : Object.values(current);
-    for (const child of children) if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
+    for (const child of children)
+      if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
   }
   return false;
 }

@@ -29,7 +29,10 @@ export interface DownstreamCall {
   sendProgress?: (progress: Progress) => Promise<void>;
 }
 
-export type EventBase = Omit<AuditEvent, 'id' | 'time' | 'type' | 'decision' | 'reason' | 'rule' | 'message' | 'counters'>;
+export type EventBase = Omit<
+  AuditEvent,
+  'id' | 'time' | 'type' | 'decision' | 'reason' | 'rule' | 'message' | 'counters'
+>;
 
 /**
  * The one path every tool call walks:
@@ -75,17 +78,32 @@ export async function handleToolCall(
   const refuse = async (detail: RefusalDetail, counters: CounterUse[] = []): Promise<CallToolResult> => {
     metrics.calls.inc({ server: base.server, decision: 'deny', reason: detail.reason });
     await writeAudit(services, decisionEvent(services.now(), base, 'deny', detail, counters));
-    metrics.callDuration.observe({ server: base.server, outcome: 'refused' }, (performance.now() - started) / 1000);
+    metrics.callDuration.observe(
+      { server: base.server, outcome: 'refused' },
+      (performance.now() - started) / 1000,
+    );
     return refusal(base.server, base.tool, detail);
   };
   const refuseAsUnknown = async (reason: string): Promise<never> => {
     metrics.calls.inc({ server: base.server, decision: 'deny', reason });
-    await writeAudit(services, decisionEvent(services.now(), base, 'deny', { reason, message: `Unknown tool: ${call.params.name}` }, []));
+    await writeAudit(
+      services,
+      decisionEvent(
+        services.now(),
+        base,
+        'deny',
+        { reason, message: `Unknown tool: ${call.params.name}` },
+        [],
+      ),
+    );
     throw unknownTool(call.params.name);
   };
 
   if (argsProblem) {
-    return refuse({ reason: 'arguments_invalid', message: `the arguments cannot be processed: ${argsProblem}` });
+    return refuse({
+      reason: 'arguments_invalid',
+      message: `the arguments cannot be processed: ${argsProblem}`,
+    });
   }
   const argsBytes = Buffer.byteLength(JSON.stringify(args));
   if (argsBytes > config.raw.max_argument_bytes) {
@@ -99,7 +117,10 @@ export async function handleToolCall(
   try {
     routed = await catalog.resolve(call.params.name);
   } catch (error) {
-    return refuse({ reason: 'upstream_unavailable', message: `could not list the server's tools: ${(error as Error).message}` });
+    return refuse({
+      reason: 'upstream_unavailable',
+      message: `could not list the server's tools: ${(error as Error).message}`,
+    });
   }
   if (!routed) return refuseAsUnknown('unknown_tool');
   const connection = connections.get(routed.server);
@@ -141,7 +162,8 @@ export async function handleToolCall(
     if (!(error instanceof LimitStoreUnavailableError)) throw error;
     return refuse({
       reason: 'store_unavailable',
-      message: 'policy store unavailable (Redis cannot be reached), so no call is allowed; try again shortly.',
+      message:
+        'policy store unavailable (Redis cannot be reached), so no call is allowed; try again shortly.',
     });
   }
 
@@ -154,14 +176,18 @@ export async function handleToolCall(
     signal: call.signal,
     ...(call.sendProgress ? { sendProgress: call.sendProgress } : {}),
   });
-  metrics.callDuration.observe({ server: base.server, outcome: forwarded.outcome }, (performance.now() - started) / 1000);
+  metrics.callDuration.observe(
+    { server: base.server, outcome: forwarded.outcome },
+    (performance.now() - started) / 1000,
+  );
   if (forwarded.error) throw forwarded.error;
   return forwarded.result;
 }
 
 const AUDIT_UNAVAILABLE: RefusalDetail = {
   reason: 'audit_unavailable',
-  message: 'the audit trail cannot be written (Redis cannot be reached), so no call is allowed; try again shortly.',
+  message:
+    'the audit trail cannot be written (Redis cannot be reached), so no call is allowed; try again shortly.',
 };
 
 /** Writes the allow decision; on failure gives the counters back and returns false (the call is refused). */
@@ -179,7 +205,10 @@ export async function auditAllowed(
     return true;
   } catch (error) {
     services.metrics.auditFailures.inc();
-    services.logger.error({ err: (error as Error).message, callId: base.callId }, 'audit write failed; refusing the call');
+    services.logger.error(
+      { err: (error as Error).message, callId: base.callId },
+      'audit write failed; refusing the call',
+    );
     await services.limits.release(reservation).catch(() => undefined);
     return false;
   }
@@ -215,17 +244,21 @@ export async function forward(
     let relayedProgress = false;
     const relay = call.sendProgress;
     try {
-      const result = (await connection.request({ method: 'tools/call', params: call.params }, CallToolResultSchema, {
-        signal: call.signal,
-        ...(relay
-          ? {
-              onprogress: (p: Progress) => {
-                relayedProgress = true;
-                progressSent = progressSent.then(() => relay(p)).catch(() => undefined);
-              },
-            }
-          : {}),
-      })) as CallToolResult;
+      const result = (await connection.request(
+        { method: 'tools/call', params: call.params },
+        CallToolResultSchema,
+        {
+          signal: call.signal,
+          ...(relay
+            ? {
+                onprogress: (p: Progress) => {
+                  relayedProgress = true;
+                  progressSent = progressSent.then(() => relay(p)).catch(() => undefined);
+                },
+              }
+            : {}),
+        },
+      )) as CallToolResult;
       if (relayedProgress) {
         await progressSent;
         // Clients built on the MCP SDK drop a progress notification that arrives in the same read as the
@@ -242,11 +275,16 @@ export async function forward(
         await services.limits.release(reservation).catch(() => undefined);
       }
       const mcpError =
-        error instanceof McpError ? error : new McpError(ErrorCode.InternalError, `upstream call failed: ${errorText}`);
+        error instanceof McpError
+          ? error
+          : new McpError(ErrorCode.InternalError, `upstream call failed: ${errorText}`);
       return {
         outcome,
         error: mcpError,
-        result: { isError: true, content: [{ type: 'text', text: `upstream call failed: ${mcpError.message}` }] },
+        result: {
+          isError: true,
+          content: [{ type: 'text', text: `upstream call failed: ${mcpError.message}` }],
+        },
       };
     } finally {
       metrics.inflight.dec();

@@ -29,7 +29,8 @@ export class PolicyBook {
     const byServerGrant = new Map<string, Policy>();
     for (const server of config.servers) {
       byServer.set(server.name, server.policyFile ? await load(server.policyFile) : undefined);
-      for (const [grant, file] of server.grantPolicyFiles) byServerGrant.set(`${server.name}\u0000${grant}`, await load(file));
+      for (const [grant, file] of server.grantPolicyFiles)
+        byServerGrant.set(`${server.name}\u0000${grant}`, await load(file));
     }
     return new PolicyBook(byServer, byServerGrant);
   }

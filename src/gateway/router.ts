@@ -24,7 +24,13 @@ export class UpstreamRouter {
     return this.prefixed ? undefined : [...this.connections.values()][0];
   }
 
-  async list<S extends z.ZodType>(method: string, key: ListKey, params: Params, schema: S, signal: AbortSignal): Promise<z.infer<S>> {
+  async list<S extends z.ZodType>(
+    method: string,
+    key: ListKey,
+    params: Params,
+    schema: S,
+    signal: AbortSignal,
+  ): Promise<z.infer<S>> {
     const only = this.single;
     if (only) {
       const result = await only.request({ method, params: params ?? {} }, schema, { signal });
@@ -35,11 +41,17 @@ export class UpstreamRouter {
     for (const connection of this.capable(key === 'prompts' ? 'prompts' : 'resources')) {
       let cursor: string | undefined;
       for (let page = 0; page < 1000; page++) {
-        const result = (await connection.request({ method, params: cursor ? { cursor } : {} }, schema, { signal })) as Record<string, unknown>;
+        const result = (await connection.request({ method, params: cursor ? { cursor } : {} }, schema, {
+          signal,
+        })) as Record<string, unknown>;
         this.learnUris(connection.name, key, result);
         const pageItems = (result[key] as Record<string, unknown>[] | undefined) ?? [];
         for (const item of pageItems) {
-          items.push(key === 'prompts' ? { ...item, name: `${connection.name}${NAME_SEPARATOR}${String(item.name)}` } : item);
+          items.push(
+            key === 'prompts'
+              ? { ...item, name: `${connection.name}${NAME_SEPARATOR}${String(item.name)}` }
+              : item,
+          );
         }
         cursor = typeof result.nextCursor === 'string' ? result.nextCursor : undefined;
         if (!cursor) break;
@@ -70,7 +82,12 @@ export class UpstreamRouter {
   }
 
   /** Routes by `params.uri`; an unknown URI is tried on each server that offers resources, in order. */
-  async byUri<S extends z.ZodType>(method: string, params: { uri: string } & Record<string, unknown>, schema: S, signal: AbortSignal): Promise<z.infer<S>> {
+  async byUri<S extends z.ZodType>(
+    method: string,
+    params: { uri: string } & Record<string, unknown>,
+    schema: S,
+    signal: AbortSignal,
+  ): Promise<z.infer<S>> {
     const owner = this.connectionForUri(params.uri);
     if (owner) return owner.request({ method, params }, schema, { signal });
     let lastError: unknown = new McpError(ErrorCode.InvalidParams, `Resource not found: ${params.uri}`);
@@ -87,13 +104,24 @@ export class UpstreamRouter {
   }
 
   /** Routes prompts/get by its (prefixed, when aggregated) name. */
-  async byName<S extends z.ZodType>(method: string, params: { name: string } & Record<string, unknown>, schema: S, signal: AbortSignal): Promise<z.infer<S>> {
+  async byName<S extends z.ZodType>(
+    method: string,
+    params: { name: string } & Record<string, unknown>,
+    schema: S,
+    signal: AbortSignal,
+  ): Promise<z.infer<S>> {
     const target = this.splitName(params.name);
     if (!target) throw new McpError(ErrorCode.InvalidParams, `Unknown prompt: ${params.name}`);
-    return target.connection.request({ method, params: { ...params, name: target.name } }, schema, { signal });
+    return target.connection.request({ method, params: { ...params, name: target.name } }, schema, {
+      signal,
+    });
   }
 
-  async complete<S extends z.ZodType>(params: { ref: { type: string } & Record<string, unknown> } & Record<string, unknown>, schema: S, signal: AbortSignal): Promise<z.infer<S>> {
+  async complete<S extends z.ZodType>(
+    params: { ref: { type: string } & Record<string, unknown> } & Record<string, unknown>,
+    schema: S,
+    signal: AbortSignal,
+  ): Promise<z.infer<S>> {
     const ref = params.ref;
     if (ref.type === 'ref/prompt' && typeof ref.name === 'string') {
       const target = this.splitName(ref.name);
@@ -110,9 +138,16 @@ export class UpstreamRouter {
     return connection.request({ method: 'completion/complete', params }, schema, { signal });
   }
 
-  async broadcast(method: string, params: Params, filter: (c: UpstreamConnection) => boolean, signal: AbortSignal): Promise<void> {
+  async broadcast(
+    method: string,
+    params: Params,
+    filter: (c: UpstreamConnection) => boolean,
+    signal: AbortSignal,
+  ): Promise<void> {
     const targets = [...this.connections.values()].filter(filter);
-    await Promise.all(targets.map((c) => c.request({ method, params: params ?? {} }, EmptyResultSchema, { signal })));
+    await Promise.all(
+      targets.map((c) => c.request({ method, params: params ?? {} }, EmptyResultSchema, { signal })),
+    );
   }
 
   private splitName(name: string): { connection: UpstreamConnection; name: string } | undefined {

@@ -109,7 +109,8 @@ export class GatewaySession {
           },
           request: async (r, signal) => {
             await sessionReady;
-            if (!ref.session) throw new McpError(ErrorCode.InternalError, 'the downstream session could not be opened');
+            if (!ref.session)
+              throw new McpError(ErrorCode.InternalError, 'the downstream session could not be opened');
             return ref.session.requestFromUpstream(r, signal);
           },
           reconnected: () => ref.session?.upstreamReconnected(entry.name),
@@ -123,7 +124,10 @@ export class GatewaySession {
     } catch (error) {
       markReady();
       await Promise.all([...connections.values()].map((c) => c.close()));
-      throw new McpError(ErrorCode.InternalError, `cannot connect to the upstream server: ${(error as Error).message}`);
+      throw new McpError(
+        ErrorCode.InternalError,
+        `cannot connect to the upstream server: ${(error as Error).message}`,
+      );
     }
     const session = new GatewaySession(services, options.caller, connections);
     ref.session = session;
@@ -148,7 +152,10 @@ export class GatewaySession {
             ...(token !== undefined
               ? {
                   sendProgress: (p) =>
-                    extra.sendNotification({ method: 'notifications/progress', params: { ...p, progressToken: token } }),
+                    extra.sendNotification({
+                      method: 'notifications/progress',
+                      params: { ...p, progressToken: token },
+                    }),
                 }
               : {}),
           });
@@ -162,18 +169,34 @@ export class GatewaySession {
         router.list('resources/list', 'resources', request.params, ListResourcesResultSchema, extra.signal),
       );
       handle(this.server, ListResourceTemplatesRequestSchema, async (request, extra) =>
-        router.list('resources/templates/list', 'resourceTemplates', request.params, ListResourceTemplatesResultSchema, extra.signal),
+        router.list(
+          'resources/templates/list',
+          'resourceTemplates',
+          request.params,
+          ListResourceTemplatesResultSchema,
+          extra.signal,
+        ),
       );
       handle(this.server, ReadResourceRequestSchema, async (request, extra) =>
         router.byUri('resources/read', request.params, ReadResourceResultSchema, extra.signal),
       );
       handle(this.server, SubscribeRequestSchema, async (request, extra) => {
-        const result = await router.byUri('resources/subscribe', request.params, EmptyResultSchema, extra.signal);
+        const result = await router.byUri(
+          'resources/subscribe',
+          request.params,
+          EmptyResultSchema,
+          extra.signal,
+        );
         router.connectionForUri(request.params.uri)?.rememberSubscription(request.params.uri, true);
         return result;
       });
       handle(this.server, UnsubscribeRequestSchema, async (request, extra) => {
-        const result = await router.byUri('resources/unsubscribe', request.params, EmptyResultSchema, extra.signal);
+        const result = await router.byUri(
+          'resources/unsubscribe',
+          request.params,
+          EmptyResultSchema,
+          extra.signal,
+        );
         router.connectionForUri(request.params.uri)?.rememberSubscription(request.params.uri, false);
         return result;
       });
@@ -193,7 +216,12 @@ export class GatewaySession {
     }
     if (caps.logging) {
       handle(this.server, SetLevelRequestSchema, async (request, extra) => {
-        await router.broadcast('logging/setLevel', request.params, (c) => Boolean(c.capabilities.logging), extra.signal);
+        await router.broadcast(
+          'logging/setLevel',
+          request.params,
+          (c) => Boolean(c.capabilities.logging),
+          extra.signal,
+        );
         for (const c of this.connections.values()) c.rememberLogLevel(request.params.level);
         return {};
       });
@@ -202,10 +230,14 @@ export class GatewaySession {
     this.server.fallbackRequestHandler = async (request: JSONRPCRequest, extra) => {
       const only = router.single;
       if (!only) throw new McpError(ErrorCode.MethodNotFound, `Method not found: ${request.method}`);
-      return only.request({ method: request.method, params: request.params }, ResultSchema, { signal: extra.signal });
+      return only.request({ method: request.method, params: request.params }, ResultSchema, {
+        signal: extra.signal,
+      });
     };
     this.server.fallbackNotificationHandler = async (notification: Notification) => {
-      await Promise.all([...this.connections.values()].map((c) => c.notify(notification).catch(() => undefined)));
+      await Promise.all(
+        [...this.connections.values()].map((c) => c.notify(notification).catch(() => undefined)),
+      );
     };
   }
 
@@ -228,7 +260,10 @@ export class GatewaySession {
     if (notification.method === 'notifications/tools/list_changed') this.catalog.invalidate(server);
     if (notification.method === 'notifications/resources/list_changed') this.router.forgetUris(server);
     await this.server.notification(notification).catch((error: Error) => {
-      this.services.logger.debug({ err: error.message, method: notification.method }, 'notification not relayed');
+      this.services.logger.debug(
+        { err: error.message, method: notification.method },
+        'notification not relayed',
+      );
     });
   }
 
@@ -268,7 +303,8 @@ export function mergeCapabilities(all: readonly ServerCapabilities[]): ServerCap
         listChanged: Boolean(merged.resources?.listChanged || caps.resources.listChanged),
       };
     }
-    if (caps.prompts) merged.prompts = { listChanged: Boolean(merged.prompts?.listChanged || caps.prompts.listChanged) };
+    if (caps.prompts)
+      merged.prompts = { listChanged: Boolean(merged.prompts?.listChanged || caps.prompts.listChanged) };
     if (caps.logging) merged.logging = {};
     if (caps.completions) merged.completions = {};
     if (caps.experimental) merged.experimental = { ...merged.experimental, ...caps.experimental };

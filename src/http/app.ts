@@ -19,7 +19,12 @@ export interface ExtraRoutes {
   slack?: { router: Router; guard: RequestHandler };
 }
 
-export function createHttpApp(services: GatewayServices, mcp: McpHttpEndpoint, readiness: Readiness, extra: ExtraRoutes = {}): Express {
+export function createHttpApp(
+  services: GatewayServices,
+  mcp: McpHttpEndpoint,
+  readiness: Readiness,
+  extra: ExtraRoutes = {},
+): Express {
   const app = express();
   app.disable('x-powered-by');
   if (extra.slack) {
@@ -28,7 +33,11 @@ export function createHttpApp(services: GatewayServices, mcp: McpHttpEndpoint, r
     app.use(extra.slack.router);
   }
   const { http, listen } = services.config.raw;
-  const guard = dnsRebindingGuard({ listenHost: listen.host, allowedHosts: http.allowed_hosts, allowedOrigins: http.allowed_origins });
+  const guard = dnsRebindingGuard({
+    listenHost: listen.host,
+    allowedHosts: http.allowed_hosts,
+    allowedOrigins: http.allowed_origins,
+  });
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });

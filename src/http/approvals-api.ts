@@ -58,14 +58,20 @@ function statusFor(answer: Extract<DeskAnswer, { ok: false }>): number {
   }
 }
 
-export function approvalsApi(services: GatewayServices, adminToken: string | undefined, throttle: AuthThrottle): Router {
+export function approvalsApi(
+  services: GatewayServices,
+  adminToken: string | undefined,
+  throttle: AuthThrottle,
+): Router {
   const router = express.Router();
   const tokenSha = adminToken ? createHash('sha256').update(adminToken).digest() : undefined;
   const trusted = new Set(services.config.raw.http.trusted_proxies);
 
   router.use(async (req, res, next) => {
     if (!tokenSha) {
-      res.status(503).json({ error: 'the approvals API is off: set COUNTERSIGN_ADMIN_TOKEN (at least 16 characters)' });
+      res
+        .status(503)
+        .json({ error: 'the approvals API is off: set COUNTERSIGN_ADMIN_TOKEN (at least 16 characters)' });
       return;
     }
     const address = clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], trusted);
@@ -77,7 +83,9 @@ export function approvalsApi(services: GatewayServices, adminToken: string | und
     }
     const header = req.headers.authorization ?? '';
     const match = /^Bearer (.+)$/i.exec(header);
-    const digest = createHash('sha256').update(match?.[1] ?? '').digest();
+    const digest = createHash('sha256')
+      .update(match?.[1] ?? '')
+      .digest();
     if (!match || !timingSafeEqual(digest, tokenSha)) {
       services.metrics.authFailures.inc();
       if (await recordAuthFailure(services, throttle, address)) {
@@ -85,7 +93,9 @@ export function approvalsApi(services: GatewayServices, adminToken: string | und
         return;
       }
       res.setHeader('WWW-Authenticate', 'Bearer realm="countersign-admin"');
-      res.status(401).json({ error: 'Unauthorized: Authorization: Bearer <COUNTERSIGN_ADMIN_TOKEN> is required' });
+      res
+        .status(401)
+        .json({ error: 'Unauthorized: Authorization: Bearer <COUNTERSIGN_ADMIN_TOKEN> is required' });
       return;
     }
     next();
@@ -98,7 +108,9 @@ export function approvalsApi(services: GatewayServices, adminToken: string | und
         await work(req, res);
       } catch (error) {
         if (error instanceof ApprovalStoreUnavailableError) {
-          res.status(503).json({ error: 'approval store unavailable (Redis cannot be reached); nothing changed' });
+          res
+            .status(503)
+            .json({ error: 'approval store unavailable (Redis cannot be reached); nothing changed' });
           return;
         }
         services.logger.error({ err: (error as Error).message }, 'approvals API error');
@@ -114,7 +126,10 @@ export function approvalsApi(services: GatewayServices, adminToken: string | und
         res.status(400).json({ error: z.prettifyError(query.error) });
         return;
       }
-      const records = await services.approvals.store.list({ limit: query.data.limit, ...(query.data.status ? { status: query.data.status } : {}) });
+      const records = await services.approvals.store.list({
+        limit: query.data.limit,
+        ...(query.data.status ? { status: query.data.status } : {}),
+      });
       res.json({ approvals: records.map(approvalView) });
     }),
   );
@@ -124,7 +139,9 @@ export function approvalsApi(services: GatewayServices, adminToken: string | und
     guarded(async (req, res) => {
       const record = await services.approvals.store.get(String(req.params.id));
       if (!record) {
-        res.status(404).json({ error: `no approval with id ${JSON.stringify(String(req.params.id).slice(0, 80))}` });
+        res
+          .status(404)
+          .json({ error: `no approval with id ${JSON.stringify(String(req.params.id).slice(0, 80))}` });
         return;
       }
       res.json(approvalView(record));
@@ -144,22 +161,41 @@ export function approvalsApi(services: GatewayServices, adminToken: string | und
         const text = await readBody(req, 16 * 1024);
         const parsed = decisionBody.safeParse(JSON.parse(text));
         if (!parsed.success) {
-          res.status(400).json({ error: `expected {"reviewer": "...", "reason"?: "..."}: ${z.prettifyError(parsed.error)}` });
+          res
+            .status(400)
+            .json({
+              error: `expected {"reviewer": "...", "reason"?: "..."}: ${z.prettifyError(parsed.error)}`,
+            });
           return;
         }
         body = parsed.data;
       } catch (error) {
         res
           .status(error instanceof BodyTooLargeError ? 413 : 400)
-          .json({ error: error instanceof BodyTooLargeError ? error.message : `the body is not valid JSON: ${(error as Error).message}` });
+          .json({
+            error:
+              error instanceof BodyTooLargeError
+                ? error.message
+                : `the body is not valid JSON: ${(error as Error).message}`,
+          });
         return;
       }
-      const answer = await services.approvals.desk.decide(String(req.params.id), verdict, { id: body.reviewer, name: body.reviewer }, body.reason ?? '');
+      const answer = await services.approvals.desk.decide(
+        String(req.params.id),
+        verdict,
+        { id: body.reviewer, name: body.reviewer },
+        body.reason ?? '',
+      );
       if (!answer.ok) {
         res.status(statusFor(answer)).json({ error: answer.message, code: answer.code });
         return;
       }
-      res.json({ status: answer.status, votes: answer.votes, message: answer.message, approval: approvalView(answer.record) });
+      res.json({
+        status: answer.status,
+        votes: answer.votes,
+        message: answer.message,
+        approval: approvalView(answer.record),
+      });
     }),
   );
   return router;

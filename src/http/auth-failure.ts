@@ -6,7 +6,11 @@ import type { AuthThrottle } from './auth-throttle.js';
  * Counts a wrong token from `address` (for /mcp and the approvals API alike); true when the address is now
  * locked out. The lockout's start is audited once.
  */
-export async function recordAuthFailure(services: GatewayServices, throttle: AuthThrottle, address: string): Promise<boolean> {
+export async function recordAuthFailure(
+  services: GatewayServices,
+  throttle: AuthThrottle,
+  address: string,
+): Promise<boolean> {
   let lockout;
   try {
     lockout = await throttle.failure(address);
@@ -16,7 +20,10 @@ export async function recordAuthFailure(services: GatewayServices, throttle: Aut
   if (!lockout) return false;
   if (lockout.first) {
     const { window_seconds, max } = services.config.raw.http.auth_failures;
-    services.logger.warn({ address, max, window_seconds }, 'client locked out after too many wrong bearer tokens');
+    services.logger.warn(
+      { address, max, window_seconds },
+      'client locked out after too many wrong bearer tokens',
+    );
     await writeAudit(
       services,
       gatewayEvent(services.now(), {

@@ -56,7 +56,11 @@ export class AuthThrottle {
     const windowMs = this.windowSeconds * 1000;
     const start = Math.floor(now / windowMs) * windowMs;
     const count = Number(
-      await COUNT_FAILURE.run(this.redis, [`${this.prefix}authfail:${address}:${start}`], [this.windowSeconds + 5]),
+      await COUNT_FAILURE.run(
+        this.redis,
+        [`${this.prefix}authfail:${address}:${start}`],
+        [this.windowSeconds + 5],
+      ),
     );
     if (count <= this.max) return undefined;
     this.lockedUntil.set(address, start + windowMs);
@@ -73,7 +77,11 @@ export class AuthThrottle {
  * The client's address: the socket's peer, or — when that peer is a trusted reverse proxy — the
  * rightmost X-Forwarded-For entry that is not itself a trusted proxy (entries further left can be forged).
  */
-export function clientAddress(socketAddress: string | undefined, forwardedFor: string | string[] | undefined, trusted: ReadonlySet<string>): string {
+export function clientAddress(
+  socketAddress: string | undefined,
+  forwardedFor: string | string[] | undefined,
+  trusted: ReadonlySet<string>,
+): string {
   const peer = normalize(socketAddress ?? 'unknown');
   if (!trusted.has(peer) || forwardedFor === undefined) return peer;
   const hops = (Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor)

@@ -21,27 +21,45 @@ function hostName(hostHeader: string): string {
  * loopback name, the listen address or a configured host; an Origin, when sent, must be a loopback
  * origin or a configured one. Options are checked here, once, not on the first request.
  */
-export function dnsRebindingGuard(options: { listenHost: string; allowedHosts: string[]; allowedOrigins: string[] }) {
-  const hosts = new Set([...LOOPBACK_NAMES, options.listenHost, ...options.allowedHosts].map((h) => h.toLowerCase()));
+export function dnsRebindingGuard(options: {
+  listenHost: string;
+  allowedHosts: string[];
+  allowedOrigins: string[];
+}) {
+  const hosts = new Set(
+    [...LOOPBACK_NAMES, options.listenHost, ...options.allowedHosts].map((h) => h.toLowerCase()),
+  );
   const anyHost = options.listenHost === '0.0.0.0' || options.listenHost === '::';
   const origins = new Set(options.allowedOrigins.map((o) => o.toLowerCase()));
   return (req: Request, res: Response, next: NextFunction): void => {
     const host = (req.headers.host ?? '').toLowerCase();
     const name = hostName(host);
     if (!host || (!hosts.has(name) && !hosts.has(host) && !(anyHost && options.allowedHosts.length === 0))) {
-      jsonRpcError(res, 403, -32000, `Forbidden: Host "${host}" is not allowed (add it to http.allowed_hosts)`);
+      jsonRpcError(
+        res,
+        403,
+        -32000,
+        `Forbidden: Host "${host}" is not allowed (add it to http.allowed_hosts)`,
+      );
       return;
     }
     const origin = req.headers.origin?.toLowerCase();
     if (origin !== undefined && !origins.has(origin)) {
       let loopback = false;
       try {
-        loopback = LOOPBACK_NAMES.includes(new URL(origin).hostname === '::1' ? '[::1]' : new URL(origin).hostname);
+        loopback = LOOPBACK_NAMES.includes(
+          new URL(origin).hostname === '::1' ? '[::1]' : new URL(origin).hostname,
+        );
       } catch {
         loopback = false;
       }
       if (!loopback) {
-        jsonRpcError(res, 403, -32000, `Forbidden: Origin "${origin}" is not allowed (add it to http.allowed_origins)`);
+        jsonRpcError(
+          res,
+          403,
+          -32000,
+          `Forbidden: Origin "${origin}" is not allowed (add it to http.allowed_origins)`,
+        );
         return;
       }
     }

@@ -16,21 +16,30 @@ import { jsonRpcError } from './guards.js';
 /** A JSON-RPC message (or batch member) whose method is initialize, valid or not. */
 function isInitializeMessage(body: unknown): boolean {
   const messages = Array.isArray(body) ? body : [body];
-  return messages.some((m) => typeof m === 'object' && m !== null && (m as { method?: unknown }).method === 'initialize');
+  return messages.some(
+    (m) => typeof m === 'object' && m !== null && (m as { method?: unknown }).method === 'initialize',
+  );
 }
 
 /** Answers an initialize whose params are invalid with -32602 and the reason; false when it is valid. */
 function invalidInitialize(res: Response, body: unknown): boolean {
   if (isInitializeRequest(body)) return false;
   const checked = InitializeRequestSchema.safeParse(Array.isArray(body) ? body[0] : body);
-  const reason = checked.success ? 'send exactly one initialize request, not a batch' : z.prettifyError(checked.error);
+  const reason = checked.success
+    ? 'send exactly one initialize request, not a batch'
+    : z.prettifyError(checked.error);
   jsonRpcError(res, 400, -32602, `Invalid params for initialize: ${reason}`);
   return true;
 }
 
 function tooManyFailures(res: Response, retryAfterSeconds: number): void {
   res.setHeader('Retry-After', String(retryAfterSeconds));
-  jsonRpcError(res, 429, -32001, `Too many wrong bearer tokens from this address; retry after ${retryAfterSeconds} s`);
+  jsonRpcError(
+    res,
+    429,
+    -32001,
+    `Too many wrong bearer tokens from this address; retry after ${retryAfterSeconds} s`,
+  );
 }
 
 interface HttpSession {
@@ -71,7 +80,11 @@ export class McpHttpEndpoint {
       jsonRpcError(res, 404, -32000, `No upstream server named "${endpoint}"`);
       return;
     }
-    const address = clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], this.trustedProxies);
+    const address = clientAddress(
+      req.socket.remoteAddress,
+      req.headers['x-forwarded-for'],
+      this.trustedProxies,
+    );
     const locked = this.throttle.lockout(address);
     if (locked) {
       tooManyFailures(res, locked.retryAfterSeconds);
@@ -80,9 +93,15 @@ export class McpHttpEndpoint {
     const grant = this.auth.authenticate(req.headers.authorization);
     if (!grant) {
       this.services.metrics.authFailures.inc();
-      if (await this.lockedOutNow(address)) return tooManyFailures(res, this.throttle.lockout(address)?.retryAfterSeconds ?? 1);
+      if (await this.lockedOutNow(address))
+        return tooManyFailures(res, this.throttle.lockout(address)?.retryAfterSeconds ?? 1);
       res.setHeader('WWW-Authenticate', 'Bearer realm="countersign"');
-      jsonRpcError(res, 401, -32001, 'Unauthorized: a valid bearer token (Authorization: Bearer <token>) is required');
+      jsonRpcError(
+        res,
+        401,
+        -32001,
+        'Unauthorized: a valid bearer token (Authorization: Bearer <token>) is required',
+      );
       return;
     }
 
@@ -92,8 +111,15 @@ export class McpHttpEndpoint {
         const text = await readBody(req, this.services.config.raw.http.max_body_bytes);
         body = JSON.parse(text);
       } catch (error) {
-        if (error instanceof BodyTooLargeError) jsonRpcError(res, 413, -32600, `Invalid Request: ${error.message}`);
-        else jsonRpcError(res, 400, -32700, `Parse error: the body is not valid JSON (${(error as Error).message})`);
+        if (error instanceof BodyTooLargeError)
+          jsonRpcError(res, 413, -32600, `Invalid Request: ${error.message}`);
+        else
+          jsonRpcError(
+            res,
+            400,
+            -32700,
+            `Parse error: the body is not valid JSON (${(error as Error).message})`,
+          );
         return;
       }
     }
@@ -107,7 +133,12 @@ export class McpHttpEndpoint {
       }
       if (isInitializeMessage(body)) {
         if (!invalidInitialize(res, body)) {
-          jsonRpcError(res, 400, -32600, 'Invalid Request: this session is already initialized; to start over, send initialize without an Mcp-Session-Id header');
+          jsonRpcError(
+            res,
+            400,
+            -32600,
+            'Invalid Request: this session is already initialized; to start over, send initialize without an Mcp-Session-Id header',
+          );
         }
         return;
       }
@@ -117,7 +148,12 @@ export class McpHttpEndpoint {
 
     if (req.method === 'POST' && isInitializeMessage(body) && invalidInitialize(res, body)) return;
     if (req.method !== 'POST' || !isInitializeRequest(body)) {
-      jsonRpcError(res, 400, -32000, 'Bad Request: no valid Mcp-Session-Id header; start with an initialize request');
+      jsonRpcError(
+        res,
+        400,
+        -32000,
+        'Bad Request: no valid Mcp-Session-Id header; start with an initialize request',
+      );
       return;
     }
     if (!this.accepting) {
@@ -190,7 +226,8 @@ export class McpHttpEndpoint {
 
   /** Tells every open session that its tool list may have changed (after a policy reload). */
   notifyToolListChanged(): void {
-    for (const entry of this.sessions.values()) void entry.session.server.sendToolListChanged().catch(() => undefined);
+    for (const entry of this.sessions.values())
+      void entry.session.server.sendToolListChanged().catch(() => undefined);
   }
 
   /** Stops opening sessions (shutdown begins). */

@@ -56,7 +56,8 @@ describe('LimitCounters', () => {
 
   it('counts each grant separately and global scope across grants', async () => {
     const counters = new LimitCounters(redis, `${prefix}b:`);
-    for (let i = 0; i < 3; i++) expect((await counters.reserve([perGrant(3)], subject('g1'), NOW)).ok).toBe(true);
+    for (let i = 0; i < 3; i++)
+      expect((await counters.reserve([perGrant(3)], subject('g1'), NOW)).ok).toBe(true);
     expect((await counters.reserve([perGrant(3)], subject('g1'), NOW)).ok).toBe(false);
     expect((await counters.reserve([perGrant(3)], subject('g2'), NOW)).ok).toBe(true);
     const global: LimitSpec = { ...perGrant(2, 60, 'shared'), scope: 'global' };
@@ -106,7 +107,9 @@ describe('LimitCounters', () => {
     const dead = createRedis('redis://127.0.0.1:1', 'dead');
     dead.on('error', () => undefined);
     const counters = new LimitCounters(dead, `${prefix}f:`);
-    await expect(counters.reserve([perGrant(1)], subject('g1'), NOW)).rejects.toBeInstanceOf(LimitStoreUnavailableError);
+    await expect(counters.reserve([perGrant(1)], subject('g1'), NOW)).rejects.toBeInstanceOf(
+      LimitStoreUnavailableError,
+    );
     dead.disconnect();
   });
 });

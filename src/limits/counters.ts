@@ -105,7 +105,11 @@ export class LimitCounters {
    * Whether a call would fit now, without taking anything: the first full counter, or undefined. Used before
    * asking a person (a call over its limit is refused at once); the approved call reserves for real.
    */
-  async check(limits: readonly LimitSpec[], subject: LimitSubject, nowMs: number): Promise<LimitExceeded | undefined> {
+  async check(
+    limits: readonly LimitSpec[],
+    subject: LimitSubject,
+    nowMs: number,
+  ): Promise<LimitExceeded | undefined> {
     if (limits.length === 0) return undefined;
     const planned = planCounters(this.prefix, limits, subject, nowMs);
     let counts: (string | null)[];
@@ -119,7 +123,11 @@ export class LimitCounters {
     return full ? exceeded(full, Number(counts[index] ?? 0), nowMs) : undefined;
   }
 
-  async reserve(limits: readonly LimitSpec[], subject: LimitSubject, nowMs: number): Promise<Reservation | LimitExceeded> {
+  async reserve(
+    limits: readonly LimitSpec[],
+    subject: LimitSubject,
+    nowMs: number,
+  ): Promise<Reservation | LimitExceeded> {
     if (limits.length === 0) return { ok: true, counters: [], keys: [] };
     const planned = planCounters(this.prefix, limits, subject, nowMs);
     const args: (string | number)[] = [];
@@ -128,7 +136,11 @@ export class LimitCounters {
     }
     let reply: unknown;
     try {
-      reply = await reserveScript.run(this.redis, planned.map((p) => p.key), args);
+      reply = await reserveScript.run(
+        this.redis,
+        planned.map((p) => p.key),
+        args,
+      );
     } catch (error) {
       throw new LimitStoreUnavailableError(error);
     }
@@ -136,7 +148,8 @@ export class LimitCounters {
     if (values[0] === -1) {
       const index = (values[1] ?? 1) - 1;
       const full = planned[index];
-      if (!full) throw new LimitStoreUnavailableError(new Error(`unexpected reserve reply ${JSON.stringify(reply)}`));
+      if (!full)
+        throw new LimitStoreUnavailableError(new Error(`unexpected reserve reply ${JSON.stringify(reply)}`));
       return exceeded(full, values[2] ?? 0, nowMs);
     }
     return {

@@ -259,26 +259,37 @@ describe('visibleTools / isHidden', () => {
       const d = call(gated, 'CloneContainerToECR', { repositoryName: 'app' });
       expect(summary(d)).toBe('require_approval /tools/CloneContainerToECR/action');
       expect(d).toMatchObject({
-        message: 'call to CloneContainerToECR needs human approval: every call to this tool is reviewed (pushes to the production registry)',
+        message:
+          'call to CloneContainerToECR needs human approval: every call to this tool is reviewed (pushes to the production registry)',
         approval: { reviewers: ['U1'], channel: 'C1', quorum: 1 },
       });
-      expect(d.kind === 'require_approval' && d.limits.map((l) => l.counter)).toEqual(['all', 'CloneContainerToECR_rate']);
+      expect(d.kind === 'require_approval' && d.limits.map((l) => l.counter)).toEqual([
+        'all',
+        'CloneContainerToECR_rate',
+      ]);
     });
 
     it('argument rules run before approval: a call refused anyway never reaches a reviewer', () => {
-      expect(summary(call(gated, 'CloneContainerToECR', {}))).toBe('deny require_failed /tools/CloneContainerToECR/require/0');
+      expect(summary(call(gated, 'CloneContainerToECR', {}))).toBe(
+        'deny require_failed /tools/CloneContainerToECR/require/0',
+      );
       expect(summary(call(gated, 'CloneContainerToECR', { repositoryName: 'forbidden-x' }))).toBe(
         'deny deny_if /tools/CloneContainerToECR/deny_if/0',
       );
     });
 
     it('approve_if asks a person only for the calls it matches', () => {
-      expect(summary(call(gated, 'DeleteCluster', { name: 'prod-eu' }))).toBe('require_approval /tools/DeleteCluster/approve_if/0');
+      expect(summary(call(gated, 'DeleteCluster', { name: 'prod-eu' }))).toBe(
+        'require_approval /tools/DeleteCluster/approve_if/0',
+      );
       expect(summary(call(gated, 'DeleteCluster', { name: 'dev-eu' }))).toBe('allow /tools/DeleteCluster');
     });
 
     it('approve_if conditions compare like deny_if: a type mismatch does not match', () => {
-      const p = policy({ default: 'deny', tools: { t: { approve_if: [{ path: 'args.n', op: 'gt', value: 5 }], approval } } });
+      const p = policy({
+        default: 'deny',
+        tools: { t: { approve_if: [{ path: 'args.n', op: 'gt', value: 5 }], approval } },
+      });
       expect(summary(call(p, 't', { n: 6 }))).toBe('require_approval /tools/t/approve_if/0');
       expect(summary(call(p, 't', { n: 1 }))).toBe('allow /tools/t');
       expect(summary(call(p, 't', { n: '6' }))).toBe('allow /tools/t');

@@ -94,7 +94,11 @@ export function decide(policy: Policy | undefined, call: ToolCallInput, ctx: Dec
 
   if (rule.action === 'deny') {
     const what = `tool ${tool} is denied by this policy`;
-    return deny('action_deny', ref(`${rule.rule.pointer}/action`), rule.reason ? `${what}: ${rule.reason}` : what);
+    return deny(
+      'action_deny',
+      ref(`${rule.rule.pointer}/action`),
+      rule.reason ? `${what}: ${rule.reason}` : what,
+    );
   }
 
   const args: unknown = call.args ?? {};
@@ -118,7 +122,11 @@ export function decide(policy: Policy | undefined, call: ToolCallInput, ctx: Dec
   const needsPerson = (at: RuleRef, what: string): Decision => {
     if (!rule.approval) {
       // The loader never compiles such a rule; should one appear, refuse rather than run the call unreviewed.
-      return deny('action_deny', at, `tool ${tool} needs human approval but names no reviewers; not executed`);
+      return deny(
+        'action_deny',
+        at,
+        `tool ${tool} needs human approval but names no reviewers; not executed`,
+      );
     }
     const message = `call to ${tool} needs human approval: ${what}`;
     return {
@@ -135,7 +143,8 @@ export function decide(policy: Policy | undefined, call: ToolCallInput, ctx: Dec
   }
   for (const cond of rule.approveIf) {
     // An approve_if that cannot be evaluated asks a person rather than letting the call through.
-    if (holds(cond, args, true)) return needsPerson(cond.rule, `approve_if matched: ${describeCondition(cond)}`);
+    if (holds(cond, args, true))
+      return needsPerson(cond.rule, `approve_if matched: ${describeCondition(cond)}`);
   }
   return {
     kind: 'allow',

@@ -20,7 +20,10 @@ describe('example policies in policies/', () => {
     for (const file of policies) {
       const result = await runPolicyTestFile(`${dir}${file.replace(/\.json$/, '.test.json')}`);
       expect(result.error, file).toBeUndefined();
-      expect(result.results.filter((r) => !r.ok), file).toEqual([]);
+      expect(
+        result.results.filter((r) => !r.ok),
+        file,
+      ).toEqual([]);
       expect(result.results.length, file).toBeGreaterThan(0);
     }
   });

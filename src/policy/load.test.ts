@@ -165,33 +165,80 @@ describe('parsePolicy', () => {
   });
 
   it.each([
-    ['require_approval without reviewers', { action: 'require_approval' }, '/tools/t/approval',
-      'missing; a rule that needs human approval must name its reviewers in "approval": {"reviewers": [...]}'],
-    ['approve_if without reviewers', { approve_if: [] }, '/tools/t/approval',
-      'missing; a rule that needs human approval must name its reviewers in "approval": {"reviewers": [...]}'],
-    ['an approval block on a plain rule', { approval: { reviewers: ['ann'] } }, '/tools/t/approval',
-      'an approval block only applies with "action": "require_approval" or "approve_if"'],
-    ['approve_if on a denied tool', { action: 'deny', approve_if: [], approval: { reviewers: ['ann'] } }, '/tools/t/approve_if',
-      'approve_if applies to allowed calls; with "action": "deny" remove it'],
-    ['an unreachable quorum', { action: 'require_approval', approval: { reviewers: ['U1', 'U2'], quorum: 3 } }, '/tools/t/approval/quorum',
-      'quorum 3 can never be reached: only 2 reviewer(s) are listed'],
-    ['a bad timeout', { action: 'require_approval', approval: { reviewers: ['U1'], timeout: '15 minutes' } }, '/tools/t/approval/timeout',
-      'expected a duration such as "90s", "15m", "2h", "1d" or a positive whole number of seconds, got "15 minutes"'],
-    ['a bad wait', { action: 'require_approval', approval: { reviewers: ['U1'], wait: 'forever' } }, '/tools/t/approval/wait',
-      'expected "hold", "return" or "auto", got "forever"'],
-    ['a bad channel', { action: 'require_approval', approval: { reviewers: ['U1'], channel: '#ops' } }, '/tools/t/approval/channel',
-      'expected a Slack channel id such as "C0123456789", got "#ops"'],
-    ['no reviewers', { action: 'require_approval', approval: { reviewers: [] } }, '/tools/t/approval/reviewers',
-      'expected at least one reviewer'],
-    ['hold_for without auto', { action: 'require_approval', approval: { reviewers: ['U1'], wait: 'hold', hold_for: '10s' } }, '/tools/t/approval/hold_for',
-      'hold_for only applies when wait is "auto"'],
+    [
+      'require_approval without reviewers',
+      { action: 'require_approval' },
+      '/tools/t/approval',
+      'missing; a rule that needs human approval must name its reviewers in "approval": {"reviewers": [...]}',
+    ],
+    [
+      'approve_if without reviewers',
+      { approve_if: [] },
+      '/tools/t/approval',
+      'missing; a rule that needs human approval must name its reviewers in "approval": {"reviewers": [...]}',
+    ],
+    [
+      'an approval block on a plain rule',
+      { approval: { reviewers: ['ann'] } },
+      '/tools/t/approval',
+      'an approval block only applies with "action": "require_approval" or "approve_if"',
+    ],
+    [
+      'approve_if on a denied tool',
+      { action: 'deny', approve_if: [], approval: { reviewers: ['ann'] } },
+      '/tools/t/approve_if',
+      'approve_if applies to allowed calls; with "action": "deny" remove it',
+    ],
+    [
+      'an unreachable quorum',
+      { action: 'require_approval', approval: { reviewers: ['U1', 'U2'], quorum: 3 } },
+      '/tools/t/approval/quorum',
+      'quorum 3 can never be reached: only 2 reviewer(s) are listed',
+    ],
+    [
+      'a bad timeout',
+      { action: 'require_approval', approval: { reviewers: ['U1'], timeout: '15 minutes' } },
+      '/tools/t/approval/timeout',
+      'expected a duration such as "90s", "15m", "2h", "1d" or a positive whole number of seconds, got "15 minutes"',
+    ],
+    [
+      'a bad wait',
+      { action: 'require_approval', approval: { reviewers: ['U1'], wait: 'forever' } },
+      '/tools/t/approval/wait',
+      'expected "hold", "return" or "auto", got "forever"',
+    ],
+    [
+      'a bad channel',
+      { action: 'require_approval', approval: { reviewers: ['U1'], channel: '#ops' } },
+      '/tools/t/approval/channel',
+      'expected a Slack channel id such as "C0123456789", got "#ops"',
+    ],
+    [
+      'no reviewers',
+      { action: 'require_approval', approval: { reviewers: [] } },
+      '/tools/t/approval/reviewers',
+      'expected at least one reviewer',
+    ],
+    [
+      'hold_for without auto',
+      { action: 'require_approval', approval: { reviewers: ['U1'], wait: 'hold', hold_for: '10s' } },
+      '/tools/t/approval/hold_for',
+      'hold_for only applies when wait is "auto"',
+    ],
   ])('an invalid approval rule is refused: %s', (_name, rule, pointer, message) => {
     expect(issuesOf(doc({ tools: { t: rule } }))).toEqual([{ file: 'p.json', path: pointer, message }]);
   });
 
   it('an approval block compiles with its defaults', () => {
     const policy = parsePolicy(
-      doc({ tools: { t: { action: 'require_approval', approval: { reviewers: ['U1', 'S2'], channel: 'C123', secret_args: ['args.token'] } } } }),
+      doc({
+        tools: {
+          t: {
+            action: 'require_approval',
+            approval: { reviewers: ['U1', 'S2'], channel: 'C123', secret_args: ['args.token'] },
+          },
+        },
+      }),
       'p.json',
     );
     expect(policy.exact.get('t')?.approval).toEqual({
@@ -207,10 +254,29 @@ describe('parsePolicy', () => {
       rule: { file: 'p.json', pointer: '/tools/t/approval' },
     });
     const custom = parsePolicy(
-      doc({ tools: { t: { approve_if: [{ path: 'args.env', op: 'eq', value: 'prod' }], approval: { reviewers: ['ann'], timeout: '2h', quorum: 1, wait: 'return', max_pending: 2, allow_self_approval: true } } } }),
+      doc({
+        tools: {
+          t: {
+            approve_if: [{ path: 'args.env', op: 'eq', value: 'prod' }],
+            approval: {
+              reviewers: ['ann'],
+              timeout: '2h',
+              quorum: 1,
+              wait: 'return',
+              max_pending: 2,
+              allow_self_approval: true,
+            },
+          },
+        },
+      }),
       'p.json',
     ).exact.get('t');
-    expect(custom?.approval).toMatchObject({ timeoutSeconds: 7200, wait: 'return', maxPending: 2, allowSelfApproval: true });
+    expect(custom?.approval).toMatchObject({
+      timeoutSeconds: 7200,
+      wait: 'return',
+      maxPending: 2,
+      allowSelfApproval: true,
+    });
     expect(custom?.approveIf).toHaveLength(1);
   });
 

@@ -10,7 +10,11 @@ describe('policy test files', () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'countersign-ptest-'));
     await writeFile(
       path.join(dir, 'p.json'),
-      JSON.stringify({ version: '1', default: 'deny', tools: { Describe: {}, Clone: { deny_if: [{ path: 'args.repo', op: 'regex', value: '^prod-' }] } } }),
+      JSON.stringify({
+        version: '1',
+        default: 'deny',
+        tools: { Describe: {}, Clone: { deny_if: [{ path: 'args.repo', op: 'regex', value: '^prod-' }] } },
+      }),
     );
   });
   afterAll(async () => {
@@ -27,7 +31,13 @@ describe('policy test files', () => {
           { name: 'right', tool: 'Describe', expect: 'allow' },
           { name: 'wrong decision', tool: 'Clone', args: { repo: 'prod-x' }, expect: 'allow' },
           { name: 'wrong reason', tool: 'Other', expect: 'deny', reason: 'deny_if' },
-          { name: 'wrong rule', tool: 'Clone', args: { repo: 'prod-x' }, expect: 'deny', rule: '/tools/Clone' },
+          {
+            name: 'wrong rule',
+            tool: 'Clone',
+            args: { repo: 'prod-x' },
+            expect: 'deny',
+            rule: '/tools/Clone',
+          },
         ],
       }),
     );
@@ -45,7 +55,10 @@ describe('policy test files', () => {
 
   it('reports an invalid test file without running anything', async () => {
     const file = path.join(dir, 'bad.test.json');
-    await writeFile(file, JSON.stringify({ policy: 'p.json', cases: [{ name: 'x', tool: 'y', expect: 'maybe' }] }));
+    await writeFile(
+      file,
+      JSON.stringify({ policy: 'p.json', cases: [{ name: 'x', tool: 'y', expect: 'maybe' }] }),
+    );
     const result = await runPolicyTestFile(file);
     expect(result.results).toEqual([]);
     expect(result.error).toContain('expect');

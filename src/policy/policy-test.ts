@@ -65,19 +65,31 @@ export async function runPolicyTestFile(file: string): Promise<PolicyTestFileRes
     return { file, policy: policyFile, results: [], error: (error as Error).message };
   }
   const results = parsed.cases.map((testCase): PolicyCaseResult => {
-    const decision = decide(policy, { tool: testCase.tool, args: testCase.args }, {
-      grant: { id: testCase.grant, owner: testCase.owner },
-    });
+    const decision = decide(
+      policy,
+      { tool: testCase.tool, args: testCase.args },
+      {
+        grant: { id: testCase.grant, owner: testCase.owner },
+      },
+    );
     const problems: string[] = [];
-    if (decision.kind !== testCase.expect) problems.push(`expected ${testCase.expect}, got ${decision.kind}: ${decision.message}`);
+    if (decision.kind !== testCase.expect)
+      problems.push(`expected ${testCase.expect}, got ${decision.kind}: ${decision.message}`);
     if (testCase.reason !== undefined) {
-      const reason = decision.kind === 'deny' ? decision.reason : decision.kind === 'allow' ? 'allowed' : 'approval_required';
+      const reason =
+        decision.kind === 'deny'
+          ? decision.reason
+          : decision.kind === 'allow'
+            ? 'allowed'
+            : 'approval_required';
       if (reason !== testCase.reason) problems.push(`expected reason ${testCase.reason}, got ${reason}`);
     }
     if (testCase.rule !== undefined && decision.rule.pointer !== testCase.rule) {
       problems.push(`expected rule ${testCase.rule}, got ${decision.rule.pointer || '(none)'}`);
     }
-    return problems.length ? { name: testCase.name, ok: false, detail: problems.join('; ') } : { name: testCase.name, ok: true };
+    return problems.length
+      ? { name: testCase.name, ok: false, detail: problems.join('; ') }
+      : { name: testCase.name, ok: true };
   });
   return { file, policy: policyFile, results };
 }

@@ -166,7 +166,9 @@ export const durationSchema = z.union(
     z
       .string()
       .regex(/^[1-9][0-9]{0,6}[smhd]$/)
-      .transform((text) => Number(text.slice(0, -1)) * { s: 1, m: 60, h: 3600, d: 86400 }[text.slice(-1) as 's']),
+      .transform(
+        (text) => Number(text.slice(0, -1)) * { s: 1, m: 60, h: 3600, d: 86400 }[text.slice(-1) as 's'],
+      ),
   ],
   { error: expected(DURATION_TEXT) },
 );
@@ -175,7 +177,9 @@ export const durationSchema = z.union(
 export const reviewerSchema = z
   .string({ error: expected('a reviewer: a Slack user id (U…), a user-group id (S…) or a local name') })
   .regex(/^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$/, {
-    error: expected('a reviewer: a Slack user id (U…), a user-group id (S…) or a local name of letters, digits and . _ @ + -'),
+    error: expected(
+      'a reviewer: a Slack user id (U…), a user-group id (S…) or a local name of letters, digits and . _ @ + -',
+    ),
   });
 
 export const approvalSchema = z
@@ -194,7 +198,9 @@ export const approvalSchema = z
       max_pending: positiveInt('a positive whole number').optional(),
       wait: z.enum(['hold', 'return', 'auto'], { error: expected('"hold", "return" or "auto"') }).optional(),
       hold_for: durationSchema.optional(),
-      secret_args: z.array(conditionPath, { error: expected('a list of argument paths such as "args.token"') }).optional(),
+      secret_args: z
+        .array(conditionPath, { error: expected('a list of argument paths such as "args.token"') })
+        .optional(),
     },
     { error: expected('an approval object {reviewers, channel?, quorum?, timeout?, ...}') },
   )
@@ -209,50 +215,59 @@ export const approvalSchema = z
       });
     }
     if (approval.hold_for !== undefined && approval.wait !== undefined && approval.wait !== 'auto') {
-      ctx.addIssue({ code: 'custom', path: ['hold_for'], message: 'hold_for only applies when wait is "auto"' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['hold_for'],
+        message: 'hold_for only applies when wait is "auto"',
+      });
     }
   });
 const limitList = z.array(limitSchema, { error: expected('a list of limits') });
 
-export const toolRuleSchema = z.strictObject(
-  {
-    action: z
-      .enum(['allow', 'deny', 'require_approval'], { error: expected('"allow", "deny" or "require_approval"') })
-      .optional(),
-    reason: z.string({ error: expected('a string') }).optional(),
-    require: conditionList.optional(),
-    deny_if: conditionList.optional(),
-    limits: limitList.optional(),
-    rate_limit: rateLimitSchema.optional(),
-    approval: approvalSchema.optional(),
-    approve_if: conditionList.optional(),
-    description: z.string({ error: expected('a string') }).optional(),
-  },
-  { error: expected('a rule object (use {} to allow the tool as is)') },
-).superRefine((rule, ctx) => {
-  const needsApproval = rule.action === 'require_approval' || rule.approve_if !== undefined;
-  if (needsApproval && !rule.approval) {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['approval'],
-      message: 'missing; a rule that needs human approval must name its reviewers in "approval": {"reviewers": [...]}',
-    });
-  }
-  if (rule.approval && !needsApproval) {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['approval'],
-      message: 'an approval block only applies with "action": "require_approval" or "approve_if"',
-    });
-  }
-  if (rule.approve_if !== undefined && rule.action !== undefined && rule.action !== 'allow') {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['approve_if'],
-      message: `approve_if applies to allowed calls; with "action": "${rule.action}" remove it`,
-    });
-  }
-});
+export const toolRuleSchema = z
+  .strictObject(
+    {
+      action: z
+        .enum(['allow', 'deny', 'require_approval'], {
+          error: expected('"allow", "deny" or "require_approval"'),
+        })
+        .optional(),
+      reason: z.string({ error: expected('a string') }).optional(),
+      require: conditionList.optional(),
+      deny_if: conditionList.optional(),
+      limits: limitList.optional(),
+      rate_limit: rateLimitSchema.optional(),
+      approval: approvalSchema.optional(),
+      approve_if: conditionList.optional(),
+      description: z.string({ error: expected('a string') }).optional(),
+    },
+    { error: expected('a rule object (use {} to allow the tool as is)') },
+  )
+  .superRefine((rule, ctx) => {
+    const needsApproval = rule.action === 'require_approval' || rule.approve_if !== undefined;
+    if (needsApproval && !rule.approval) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['approval'],
+        message:
+          'missing; a rule that needs human approval must name its reviewers in "approval": {"reviewers": [...]}',
+      });
+    }
+    if (rule.approval && !needsApproval) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['approval'],
+        message: 'an approval block only applies with "action": "require_approval" or "approve_if"',
+      });
+    }
+    if (rule.approve_if !== undefined && rule.action !== undefined && rule.action !== 'allow') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['approve_if'],
+        message: `approve_if applies to allowed calls; with "action": "${rule.action}" remove it`,
+      });
+    }
+  });
 
 export type RawToolRule = z.output<typeof toolRuleSchema>;
 export type RawLimit = z.output<typeof limitSchema>;

@@ -83,7 +83,11 @@ function processAlive(pid: number): boolean {
  * When `reuse` is set and a server started earlier for the same `dir` still answers, it is reused
  * (a gateway killed with -9 leaves its Redis running; starting a second one on the same files would corrupt them).
  */
-export async function startEmbeddedRedis(options: { dir: string; reuse: boolean; port?: number }): Promise<EmbeddedRedis> {
+export async function startEmbeddedRedis(options: {
+  dir: string;
+  reuse: boolean;
+  port?: number;
+}): Promise<EmbeddedRedis> {
   const binary = await findOnPath('redis-server');
   if (!binary) throw new RedisNotInstalledError();
   const dir = path.resolve(options.dir);
@@ -108,15 +112,24 @@ export async function startEmbeddedRedis(options: { dir: string; reuse: boolean;
   const child = spawn(
     binary,
     [
-      '--port', String(port),
-      '--bind', '127.0.0.1',
-      '--protected-mode', 'yes',
-      '--dir', dir,
-      '--appendonly', 'yes',
-      '--appendfsync', 'everysec',
-      '--save', '',
-      '--daemonize', 'no',
-      '--logfile', path.join(dir, 'redis.log'),
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--protected-mode',
+      'yes',
+      '--dir',
+      dir,
+      '--appendonly',
+      'yes',
+      '--appendfsync',
+      'everysec',
+      '--save',
+      '',
+      '--daemonize',
+      'no',
+      '--logfile',
+      path.join(dir, 'redis.log'),
     ],
     { stdio: 'ignore', detached: true },
   );

@@ -13,9 +13,15 @@ import type { ApprovalStore } from '../approvals/store.js';
 import { alreadyDecidedText } from '../approvals/desk.js';
 import type { SlackConfig } from '../config/load.js';
 import type { Logger } from '../log/logger.js';
-import { APPROVE_ACTION, REJECT_ACTION, REJECT_MODAL, REJECT_REASON_BLOCK, REJECT_REASON_INPUT, rejectModal } from './blocks.js';
+import {
+  APPROVE_ACTION,
+  REJECT_ACTION,
+  REJECT_MODAL,
+  REJECT_REASON_BLOCK,
+  REJECT_REASON_INPUT,
+  rejectModal,
+} from './blocks.js';
 import type { SlackApi } from './web.js';
-
 
 /** Slack's replay window: requests older or newer than this (by their timestamp header) are refused. */
 export const SLACK_MAX_SKEW_SECONDS = 300;
@@ -26,7 +32,8 @@ export const SLACK_MAX_SKEW_SECONDS = 300;
  * Returns why the request is refused, or undefined.
  */
 export function slackTimestampProblem(header: string | undefined, nowMs: number): string | undefined {
-  if (header === undefined || !/^\d{1,12}$/.test(header)) return 'missing or malformed X-Slack-Request-Timestamp';
+  if (header === undefined || !/^\d{1,12}$/.test(header))
+    return 'missing or malformed X-Slack-Request-Timestamp';
   const skew = Number(header) - Math.floor(nowMs / 1000);
   if (skew > SLACK_MAX_SKEW_SECONDS) return 'request timestamp is in the future';
   if (skew < -SLACK_MAX_SKEW_SECONDS) return 'request timestamp is too old';
@@ -42,7 +49,11 @@ function timestampGuard(now: () => number, logger: Logger): RequestHandler {
   };
 }
 
-const userSchema = z.object({ id: z.string().min(1), username: z.string().optional(), name: z.string().optional() });
+const userSchema = z.object({
+  id: z.string().min(1),
+  username: z.string().optional(),
+  name: z.string().optional(),
+});
 const blockActionSchema = z.object({
   user: userSchema,
   channel: z.object({ id: z.string() }).optional(),
@@ -53,7 +64,11 @@ const viewSubmissionSchema = z.object({
   user: userSchema,
   view: z.object({
     private_metadata: z.string(),
-    state: z.object({ values: z.record(z.string(), z.record(z.string(), z.object({ value: z.string().nullish() }))) }).optional(),
+    state: z
+      .object({
+        values: z.record(z.string(), z.record(z.string(), z.object({ value: z.string().nullish() }))),
+      })
+      .optional(),
   }),
 });
 const modalMetaSchema = z.object({ id: z.string(), channel: z.string().optional() });
@@ -103,7 +118,13 @@ export function createSlackApp(options: SlackAppOptions): SlackReceiver {
       logger: boltLogger,
       installerOptions: { clientOptions },
     });
-    app = new App({ token: config.botToken, receiver: socket, clientOptions, logger: boltLogger, tokenVerificationEnabled: false });
+    app = new App({
+      token: config.botToken,
+      receiver: socket,
+      clientOptions,
+      logger: boltLogger,
+      tokenVerificationEnabled: false,
+    });
   } else {
     receiver = new ExpressReceiver({
       signingSecret: config.signingSecret ?? '',
@@ -123,12 +144,20 @@ export function createSlackApp(options: SlackAppOptions): SlackReceiver {
         return true;
       },
     });
-    app = new App({ token: config.botToken, receiver, clientOptions, logger: boltLogger, tokenVerificationEnabled: false });
+    app = new App({
+      token: config.botToken,
+      receiver,
+      clientOptions,
+      logger: boltLogger,
+      tokenVerificationEnabled: false,
+    });
   }
 
   const tell = async (channel: string | undefined, user: string, text: string): Promise<void> => {
     if (!channel) return;
-    await api.ephemeral(channel, user, text).catch((error: Error) => logger.warn({ err: error.message }, 'slack: ephemeral message failed'));
+    await api
+      .ephemeral(channel, user, text)
+      .catch((error: Error) => logger.warn({ err: error.message }, 'slack: ephemeral message failed'));
   };
 
   app.action(APPROVE_ACTION, async ({ ack, body }) => {
@@ -155,9 +184,18 @@ export function createSlackApp(options: SlackAppOptions): SlackReceiver {
     try {
       // Checked before the modal opens, so a non-reviewer is told at once; the decision itself re-checks.
       const record = await store.get(id);
-      if (!record) return tell(channel?.id, user.id, `no approval with id ${JSON.stringify(id.slice(0, 80))}`);
+      if (!record)
+        return tell(channel?.id, user.id, `no approval with id ${JSON.stringify(id.slice(0, 80))}`);
       if (record.status !== 'pending') {
-        return tell(channel?.id, user.id, alreadyDecidedText(record.status, record.decidedByName || record.decidedBy || '', record.decidedAt ?? record.expiresAt));
+        return tell(
+          channel?.id,
+          user.id,
+          alreadyDecidedText(
+            record.status,
+            record.decidedByName || record.decidedBy || '',
+            record.decidedAt ?? record.expiresAt,
+          ),
+        );
       }
       const check = await checkReviewer(record, reviewer, 'reject', (group) => api.groupMembers(group));
       if (!check.ok) {
@@ -171,7 +209,11 @@ export function createSlackApp(options: SlackAppOptions): SlackReceiver {
       await api.openModal(trigger_id, modal);
     } catch (error) {
       logger.warn({ err: (error as Error).message, approvalId: id }, 'slack: reject click failed');
-      await tell(channel?.id, user.id, `the rejection could not be started (${(error as Error).message}); nothing changed, try again`);
+      await tell(
+        channel?.id,
+        user.id,
+        `the rejection could not be started (${(error as Error).message}); nothing changed, try again`,
+      );
     }
   });
 
@@ -187,10 +229,12 @@ export function createSlackApp(options: SlackAppOptions): SlackReceiver {
       return;
     }
     const reason = view.state?.values[REJECT_REASON_BLOCK]?.[REJECT_REASON_INPUT]?.value ?? '';
-    const answer = await desk.decide(meta.id, 'reject', reviewerOf(user), reason.trim()).catch((error: Error) => ({
-      ok: false as const,
-      message: `the rejection could not be recorded (${error.message}); nothing changed, try again`,
-    }));
+    const answer = await desk
+      .decide(meta.id, 'reject', reviewerOf(user), reason.trim())
+      .catch((error: Error) => ({
+        ok: false as const,
+        message: `the rejection could not be recorded (${error.message}); nothing changed, try again`,
+      }));
     if (!answer.ok) await tell(meta.channel, user.id, answer.message);
   });
 
@@ -208,4 +252,3 @@ export function createSlackApp(options: SlackAppOptions): SlackReceiver {
     },
   };
 }
-

@@ -31,7 +31,9 @@ const record: ApprovalRecord = {
 
 describe('approval message blocks', () => {
   it('redacts secret paths and cuts long values', () => {
-    const shown = argumentsForReviewers({ auth: { token: 'x' }, long: 'y'.repeat(500) }, [['auth', 'token']]) as Record<string, unknown>;
+    const shown = argumentsForReviewers({ auth: { token: 'x' }, long: 'y'.repeat(500) }, [
+      ['auth', 'token'],
+    ]) as Record<string, unknown>;
     expect(shown.auth).toEqual({ token: '[secret]' });
     expect(String(shown.long)).toMatch(/^y{200}… \(500 chars\)$/);
   });
@@ -45,7 +47,9 @@ describe('approval message blocks', () => {
     // Text from the agent cannot mention people or close the code block.
     expect(json).not.toContain('<@U999>');
     expect(json).toContain('&lt;@U999&gt;');
-    const actions = blocks.find((b) => b.type === 'actions') as { elements: { action_id: string; value: string }[] };
+    const actions = blocks.find((b) => b.type === 'actions') as {
+      elements: { action_id: string; value: string }[];
+    };
     expect(actions.elements.map((e) => [e.action_id, e.value])).toEqual([
       ['countersign_approve', record.id],
       ['countersign_reject', record.id],
@@ -53,7 +57,14 @@ describe('approval message blocks', () => {
   });
 
   it('the decided message has the outcome and no buttons', () => {
-    const rejected = decidedMessage({ ...record, status: 'rejected', decidedBy: 'UBOB', decidedByName: 'bob', decidedAt: record.createdAt + 1000, decisionReason: 'freeze' });
+    const rejected = decidedMessage({
+      ...record,
+      status: 'rejected',
+      decidedBy: 'UBOB',
+      decidedByName: 'bob',
+      decidedAt: record.createdAt + 1000,
+      decisionReason: 'freeze',
+    });
     expect(rejected.blocks.some((b) => b.type === 'actions')).toBe(false);
     expect(JSON.stringify(rejected.blocks)).toContain('*Rejected* by <@UBOB>');
     const expired = decidedMessage({ ...record, status: 'expired' });

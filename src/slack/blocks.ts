@@ -30,7 +30,9 @@ export function argumentsForReviewers(args: Record<string, unknown>, secretArgs:
   const walk = (value: unknown, path: string[], depth: number): unknown => {
     if (path.length > 0 && isSecret(path)) return '[secret]';
     if (typeof value === 'string') {
-      return value.length > MAX_VALUE_CHARS ? `${value.slice(0, MAX_VALUE_CHARS)}… (${value.length} chars)` : value;
+      return value.length > MAX_VALUE_CHARS
+        ? `${value.slice(0, MAX_VALUE_CHARS)}… (${value.length} chars)`
+        : value;
     }
     if (value === null || typeof value !== 'object') return value;
     if (depth >= 6) return Array.isArray(value) ? `[array of ${value.length}]` : '{…}';
@@ -58,7 +60,8 @@ function escapeText(text: string): string {
 
 function argsBlockText(record: ApprovalRecord): string {
   let text = JSON.stringify(argumentsForReviewers(record.args, record.secretArgs), null, 2);
-  if (text.length > MAX_ARGS_TEXT) text = `${text.slice(0, MAX_ARGS_TEXT)}\n… (cut; ${text.length} chars in all)`;
+  if (text.length > MAX_ARGS_TEXT)
+    text = `${text.slice(0, MAX_ARGS_TEXT)}\n… (cut; ${text.length} chars in all)`;
   // Triple backticks inside would end the code block early.
   return '```' + escapeText(text).replace(/```/g, '`\u200b``') + '```';
 }
@@ -96,14 +99,20 @@ function facts(record: ApprovalRecord): Block[] {
         { type: 'mrkdwn', text: `*Agent (grant)*\n${escapeText(record.grant)}` },
         { type: 'mrkdwn', text: `*Owner*\n${escapeText(record.owner)}` },
         { type: 'mrkdwn', text: `*Reviewers*\n${record.reviewers.map(mentionReviewer).join(', ')}${quorum}` },
-        { type: 'mrkdwn', text: `*Expires*\n${slackDate(record.expiresAt)} (${formatDuration(record.timeoutSeconds)})` },
+        {
+          type: 'mrkdwn',
+          text: `*Expires*\n${slackDate(record.expiresAt)} (${formatDuration(record.timeoutSeconds)})`,
+        },
       ],
     },
     { type: 'section', text: { type: 'mrkdwn', text: `*Arguments*\n${argsBlockText(record)}` } },
     {
       type: 'context',
       elements: [
-        { type: 'mrkdwn', text: `${escapeText(record.message)}\nRule \`${escapeText(record.rule)}\` · approval \`${record.id}\`` },
+        {
+          type: 'mrkdwn',
+          text: `${escapeText(record.message)}\nRule \`${escapeText(record.rule)}\` · approval \`${record.id}\``,
+        },
       ],
     },
   ];
@@ -113,7 +122,12 @@ function facts(record: ApprovalRecord): Block[] {
 export function pendingMessage(record: ApprovalRecord): SlackMessage {
   const votes =
     record.quorum > 1 && record.votes > 0
-      ? [{ type: 'context', elements: [{ type: 'mrkdwn', text: `${record.votes} of ${record.quorum} approvals so far` }] }]
+      ? [
+          {
+            type: 'context',
+            elements: [{ type: 'mrkdwn', text: `${record.votes} of ${record.quorum} approvals so far` }],
+          },
+        ]
       : [];
   return {
     text: summary(record),
@@ -124,8 +138,20 @@ export function pendingMessage(record: ApprovalRecord): SlackMessage {
         type: 'actions',
         block_id: 'countersign_decision',
         elements: [
-          { type: 'button', action_id: APPROVE_ACTION, style: 'primary', text: { type: 'plain_text', text: 'Approve' }, value: record.id },
-          { type: 'button', action_id: REJECT_ACTION, style: 'danger', text: { type: 'plain_text', text: 'Reject' }, value: record.id },
+          {
+            type: 'button',
+            action_id: APPROVE_ACTION,
+            style: 'primary',
+            text: { type: 'plain_text', text: 'Approve' },
+            value: record.id,
+          },
+          {
+            type: 'button',
+            action_id: REJECT_ACTION,
+            style: 'danger',
+            text: { type: 'plain_text', text: 'Reject' },
+            value: record.id,
+          },
         ],
       },
     ],
@@ -187,7 +213,12 @@ export function rejectModal(approvalId: string, tool: string): Block {
         block_id: REJECT_REASON_BLOCK,
         optional: true,
         label: { type: 'plain_text', text: `Why reject ${tool.slice(0, 100)}? The agent will see this.` },
-        element: { type: 'plain_text_input', action_id: REJECT_REASON_INPUT, multiline: true, max_length: 1000 },
+        element: {
+          type: 'plain_text_input',
+          action_id: REJECT_REASON_INPUT,
+          multiline: true,
+          max_length: 1000,
+        },
       },
     ],
   };

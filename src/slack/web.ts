@@ -3,7 +3,13 @@
  * client's retry behaviour: the client itself never retries (its default would retry for about 30 minutes),
  * the approval queue retries with backoff bounded by the approval's expiry (jobs.ts).
  */
-import { WebClient, WebAPIHTTPError, WebAPIRateLimitedError, WebAPIRequestError, WebAPIPlatformError } from '@slack/web-api';
+import {
+  WebClient,
+  WebAPIHTTPError,
+  WebAPIRateLimitedError,
+  WebAPIRequestError,
+  WebAPIPlatformError,
+} from '@slack/web-api';
 import type { Logger } from '../log/logger.js';
 
 export interface SlackSettings {
@@ -14,12 +20,21 @@ export interface SlackSettings {
 
 /** Whether a failed Slack call is worth retrying, and after how long Slack asked us to wait. */
 export function slackRetryHint(error: unknown): { retry: boolean; afterMs?: number } {
-  if (error instanceof WebAPIRateLimitedError) return { retry: true, afterMs: Math.max(1, error.retryAfter) * 1000 };
+  if (error instanceof WebAPIRateLimitedError)
+    return { retry: true, afterMs: Math.max(1, error.retryAfter) * 1000 };
   if (error instanceof WebAPIHTTPError) return { retry: error.statusCode >= 500 || error.statusCode === 429 };
   if (error instanceof WebAPIRequestError) return { retry: true };
   if (error instanceof WebAPIPlatformError) {
     // Slack's own transient errors; anything else (channel_not_found, invalid_auth, ...) will not heal by itself.
-    return { retry: ['internal_error', 'fatal_error', 'service_unavailable', 'ratelimited', 'request_timeout'].includes(error.data.error) };
+    return {
+      retry: [
+        'internal_error',
+        'fatal_error',
+        'service_unavailable',
+        'ratelimited',
+        'request_timeout',
+      ].includes(error.data.error),
+    };
   }
   return { retry: true };
 }
@@ -44,8 +59,16 @@ export class SlackApi {
     });
   }
 
-  async post(channel: string, message: { text: string; blocks: unknown[] }): Promise<{ channel: string; ts: string }> {
-    const reply = await this.client.chat.postMessage({ channel, text: message.text, blocks: message.blocks as never, unfurl_links: false });
+  async post(
+    channel: string,
+    message: { text: string; blocks: unknown[] },
+  ): Promise<{ channel: string; ts: string }> {
+    const reply = await this.client.chat.postMessage({
+      channel,
+      text: message.text,
+      blocks: message.blocks as never,
+      unfurl_links: false,
+    });
     if (!reply.ts || !reply.channel) throw new Error('chat.postMessage answered without channel and ts');
     return { channel: reply.channel, ts: reply.ts };
   }
@@ -86,7 +109,10 @@ export class SlackApi {
       this.emails.set(userId, { email, until: this.now() + CACHE_MS });
       return email;
     } catch (error) {
-      this.logger.debug({ err: (error as Error).message, userId }, 'slack: users.info failed; owner matched on id and handle only');
+      this.logger.debug(
+        { err: (error as Error).message, userId },
+        'slack: users.info failed; owner matched on id and handle only',
+      );
       return undefined;
     }
   }

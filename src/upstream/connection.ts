@@ -125,15 +125,24 @@ export class UpstreamConnection {
     const url = new URL(config.url);
     const requestInit = { headers: config.headers };
     if (config.transport === 'sse') {
-      await this.connectWith(() => new SSEClientTransport(url, { requestInit, fetch: fetchWithSharedSignal }));
+      await this.connectWith(
+        () => new SSEClientTransport(url, { requestInit, fetch: fetchWithSharedSignal }),
+      );
       return;
     }
     try {
-      await this.connectWith(() => new StreamableHTTPClientTransport(url, { requestInit, fetch: fetchWithSharedSignal }));
+      await this.connectWith(
+        () => new StreamableHTTPClientTransport(url, { requestInit, fetch: fetchWithSharedSignal }),
+      );
     } catch (error) {
       if (config.transport === 'streamable-http') throw error;
-      this.logger.info({ server: this.name, err: (error as Error).message }, 'Streamable HTTP failed; trying SSE');
-      await this.connectWith(() => new SSEClientTransport(url, { requestInit, fetch: fetchWithSharedSignal }));
+      this.logger.info(
+        { server: this.name, err: (error as Error).message },
+        'Streamable HTTP failed; trying SSE',
+      );
+      await this.connectWith(
+        () => new SSEClientTransport(url, { requestInit, fetch: fetchWithSharedSignal }),
+      );
     }
   }
 
@@ -165,7 +174,8 @@ export class UpstreamConnection {
     });
     const transport = makeTransport();
     client.onclose = () => this.onClosed(client);
-    client.onerror = (error) => this.logger.debug({ server: this.name, err: error.message }, 'upstream transport error');
+    client.onerror = (error) =>
+      this.logger.debug({ server: this.name, err: error.message }, 'upstream transport error');
     try {
       await client.connect(transport, { timeout: 30_000 });
     } catch (error) {

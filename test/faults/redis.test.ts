@@ -19,7 +19,8 @@ const POLICY = {
   default: 'allow',
   tools: { CloneContainerToECR: { rate_limit: { max: 100_000, window: 'minute' } } },
 };
-const decision = (r: CallToolResult): Record<string, unknown> => (r._meta?.['countersign/decision'] ?? {}) as Record<string, unknown>;
+const decision = (r: CallToolResult): Record<string, unknown> =>
+  (r._meta?.['countersign/decision'] ?? {}) as Record<string, unknown>;
 const textOf = (r: CallToolResult): string => (r.content[0] as { text: string }).text;
 
 async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
@@ -50,7 +51,11 @@ describe('Redis killed under load and restarted', () => {
     port = Number(new URL(redis.url).port);
     await writeFile(path.join(dir, 'p.json'), JSON.stringify(POLICY));
     const config = parseConfig(
-      JSON.stringify({ listen: { port: 0 }, servers: { toy: toyServer('p.json') }, data_dir: path.join(dir, 'state') }),
+      JSON.stringify({
+        listen: { port: 0 },
+        servers: { toy: toyServer('p.json') },
+        data_dir: path.join(dir, 'state'),
+      }),
       path.join(dir, 'countersign.json'),
       {},
     );
@@ -72,8 +77,16 @@ describe('Redis killed under load and restarted', () => {
       for (let i = 0; running; i++) {
         const started = Date.now();
         const tool = i % 2 === 0 ? 'CloneContainerToECR' : 'DescribeCluster';
-        const result = (await client.callTool({ name: tool, arguments: { repositoryName: `r${n}-${i}`, id: `${n}-${i}` } })) as CallToolResult;
-        outcomes.push({ started, ended: Date.now(), allowed: !result.isError, reason: decision(result).reason as string | undefined });
+        const result = (await client.callTool({
+          name: tool,
+          arguments: { repositoryName: `r${n}-${i}`, id: `${n}-${i}` },
+        })) as CallToolResult;
+        outcomes.push({
+          started,
+          ended: Date.now(),
+          allowed: !result.isError,
+          reason: decision(result).reason as string | undefined,
+        });
       }
     };
     const workers = clients.flatMap((client, n) => [worker(client, n), worker(client, n + 10)]);
@@ -95,14 +108,18 @@ describe('Redis killed under load and restarted', () => {
     expect(during.length).toBeGreaterThan(10);
     expect(during.filter((o) => o.allowed)).toEqual([]);
     expect(new Set(during.map((o) => o.reason))).toEqual(new Set(['store_unavailable', 'audit_unavailable']));
-    const after = outcomes.filter((o) => o.started > restarting + 3000 || (o.started > restarting && o.allowed));
+    const after = outcomes.filter(
+      (o) => o.started > restarting + 3000 || (o.started > restarting && o.allowed),
+    );
     expect(after.some((o) => o.allowed)).toBe(true);
 
     // Every allowed call ran upstream exactly once; no refused call ran. (Each session has its own
     // upstream process, so the executions are the sum of every session's count.)
     const allowed = outcomes.filter((o) => o.allowed).length;
     const counts = await Promise.all(
-      clients.map(async (c) => Number(textOf((await c.callTool({ name: 'count', arguments: {} })) as CallToolResult))),
+      clients.map(async (c) =>
+        Number(textOf((await c.callTool({ name: 'count', arguments: {} })) as CallToolResult)),
+      ),
     );
     expect(counts.reduce((a, b) => a + b, 0)).toBe(allowed);
 
@@ -113,13 +130,17 @@ describe('Redis killed under load and restarted', () => {
     await waitReady(check, 5000);
     const log = new AuditLog({ redis: check, prefix: 'cs:' });
     // A write whose reply was lost when Redis died may be appended again from the spool (same id): count ids.
-    const unique = <T extends { id: string }>(events: T[]): T[] => [...new Map(events.map((e) => [e.id, e])).values()];
+    const unique = <T extends { id: string }>(events: T[]): T[] => [
+      ...new Map(events.map((e) => [e.id, e])).values(),
+    ];
     const decisions = unique(await log.query({ type: 'decision', limit: 1_000_000 }));
     const results = unique(await log.query({ type: 'result', limit: 1_000_000 }));
     const verified = await log.verify();
     check.disconnect();
     expect(verified.ok).toBe(true);
-    expect(decisions.filter((e) => e.decision === 'allow' && e.tool !== 'count').length).toBeGreaterThanOrEqual(allowed);
+    expect(
+      decisions.filter((e) => e.decision === 'allow' && e.tool !== 'count').length,
+    ).toBeGreaterThanOrEqual(allowed);
     expect(results.filter((e) => e.tool !== 'count').length).toBe(allowed);
     expect(decisions.filter((e) => e.decision === 'deny').length).toBe(outcomes.length - allowed);
   }, 60_000);

@@ -13,7 +13,9 @@ import { connectTestRedis, dropPrefix, testRedisUrl, uniquePrefix } from '../sup
 const POLICY = {
   version: '1',
   default: 'allow',
-  tools: { CloneContainerToECR: { limits: [{ counter: 'clone', window: 'hour', max: 10, scope: 'global' }] } },
+  tools: {
+    CloneContainerToECR: { limits: [{ counter: 'clone', window: 'hour', max: 10, scope: 'global' }] },
+  },
 };
 
 const startReplica = (dir: string, configFile: string): Promise<ServeProcess> =>
@@ -31,7 +33,11 @@ describe('two gateway replicas on one Redis', () => {
     const configFile = path.join(dir, 'countersign.json');
     await writeFile(
       configFile,
-      JSON.stringify({ listen: { port: 0 }, redis: { url: testRedisUrl(), prefix }, servers: { toy: toyServer('p.json') } }),
+      JSON.stringify({
+        listen: { port: 0 },
+        redis: { url: testRedisUrl(), prefix },
+        servers: { toy: toyServer('p.json') },
+      }),
     );
     [a, b] = await Promise.all([startReplica(dir, configFile), startReplica(dir, configFile)]);
   }, 60_000);
@@ -68,7 +74,9 @@ describe('two gateway replicas on one Redis', () => {
       while (running) {
         try {
           // A call in flight when A dies never gets an answer: the client's own timeout ends it.
-          await onA.callTool({ name: 'DescribeCluster', arguments: { id: 'a' } }, undefined, { timeout: 2000 });
+          await onA.callTool({ name: 'DescribeCluster', arguments: { id: 'a' } }, undefined, {
+            timeout: 2000,
+          });
           served.a += 1;
         } catch {
           return; // replica A is gone
@@ -77,7 +85,10 @@ describe('two gateway replicas on one Redis', () => {
     })();
     const loopB = (async () => {
       while (running) {
-        const result = (await onB.callTool({ name: 'DescribeCluster', arguments: { id: 'b' } })) as CallToolResult;
+        const result = (await onB.callTool({
+          name: 'DescribeCluster',
+          arguments: { id: 'b' },
+        })) as CallToolResult;
         if (result.isError) served.bFailed += 1;
         else served.b += 1;
       }

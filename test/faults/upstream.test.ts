@@ -78,10 +78,14 @@ describe('upstream faults', () => {
     expect(count).toBeLessThan(0);
   });
 
-  it('relays a client\'s cancellation to the upstream server', async () => {
-    const before = Number(textOf((await client.callTool({ name: 'count', arguments: {} })) as CallToolResult));
+  it("relays a client's cancellation to the upstream server", async () => {
+    const before = Number(
+      textOf((await client.callTool({ name: 'count', arguments: {} })) as CallToolResult),
+    );
     const controller = new AbortController();
-    const pending = client.callTool({ name: 'sleep', arguments: { ms: 600 } }, undefined, { signal: controller.signal });
+    const pending = client.callTool({ name: 'sleep', arguments: { ms: 600 } }, undefined, {
+      signal: controller.signal,
+    });
     await new Promise((r) => setTimeout(r, 200));
     controller.abort('user gave up');
     await expect(pending).rejects.toThrow();

@@ -30,7 +30,11 @@ const PROTO_PATHS = [
   'args.__proto__.__proto__.polluted',
 ];
 const denyProtoPaths = { deny_if: PROTO_PATHS.map((p) => ({ path: p, op: 'exists' })) };
-const POLICY = { version: '1', default: 'deny', tools: { DescribeCluster: denyProtoPaths, echo_args: denyProtoPaths, count: {} } };
+const POLICY = {
+  version: '1',
+  default: 'deny',
+  tools: { DescribeCluster: denyProtoPaths, echo_args: denyProtoPaths, count: {} },
+};
 
 const protoKeysBefore = Object.getOwnPropertyNames(Object.prototype).sort();
 
@@ -57,7 +61,8 @@ function outcomeOf(answer: RawAnswer, sent: string): CallOutcome {
   const first = content[0];
   const text = isObject(first) && typeof first.text === 'string' ? first.text : '';
   const decision = isObject(result._meta) ? result._meta[DECISION_META_KEY] : undefined;
-  if (result.isError === true && isObject(decision)) return { kind: 'refusal', reason: String(decision.reason), text, message };
+  if (result.isError === true && isObject(decision))
+    return { kind: 'refusal', reason: String(decision.reason), text, message };
   return { kind: 'result', text, message };
 }
 
@@ -81,7 +86,10 @@ describe('hostile tool-call arguments', () => {
     gateway = await startTestGateway({
       policies: { 'p.json': POLICY },
       config: {
-        servers: { toy: toyServer('p.json'), echo: { command: process.execPath, args: [ECHO_SERVER], policy: 'p.json' } },
+        servers: {
+          toy: toyServer('p.json'),
+          echo: { command: process.execPath, args: [ECHO_SERVER], policy: 'p.json' },
+        },
         max_argument_bytes: MAX_ARGUMENT_BYTES,
         http: { max_body_bytes: 4 * 1024 * 1024 },
       },
@@ -110,7 +118,9 @@ describe('hostile tool-call arguments', () => {
   async function decisionEvents(): Promise<number> {
     const redis = await connectTestRedis();
     try {
-      return (await new AuditLog({ redis, prefix: gateway.prefix }).query({ type: 'decision', limit: 1_000_000 })).length;
+      return (
+        await new AuditLog({ redis, prefix: gateway.prefix }).query({ type: 'decision', limit: 1_000_000 })
+      ).length;
     } finally {
       redis.disconnect();
     }
@@ -139,7 +149,10 @@ describe('hostile tool-call arguments', () => {
     const multibyte = JSON.stringify({ id: euros });
     expect(Buffer.byteLength(multibyte)).toBe(MAX_ARGUMENT_BYTES + 1);
     expect(multibyte.length).toBeLessThan(MAX_ARGUMENT_BYTES / 2);
-    expect(await call(toy, 'DescribeCluster', multibyte)).toMatchObject({ kind: 'refusal', reason: 'arguments_too_large' });
+    expect(await call(toy, 'DescribeCluster', multibyte)).toMatchObject({
+      kind: 'refusal',
+      reason: 'arguments_too_large',
+    });
 
     expect((await upstreamCalls(toy)) - before).toBe(1);
   });
@@ -160,7 +173,12 @@ describe('hostile tool-call arguments', () => {
         const decisionsBefore = await decisionEvents();
         const outcome = await call(session, tool, argumentsJson);
         expect.soft(outcome.kind, `${label} → ${tool} answered: ${outcome.text}`).not.toBe('error');
-        expect.soft((await decisionEvents()) - decisionsBefore, `${label} → ${tool}: one decision in the audit trail`).toBe(1);
+        expect
+          .soft(
+            (await decisionEvents()) - decisionsBefore,
+            `${label} → ${tool}: one decision in the audit trail`,
+          )
+          .toBe(1);
         if (outcome.kind === 'refusal') {
           expect.soft(outcome.reason, `${label} → ${tool}`).toMatch(/^arguments_(invalid|too_large)$/);
           expect.soft((await upstreamCalls(session)) - before, `${label} → ${tool}: not forwarded`).toBe(0);
@@ -178,7 +196,10 @@ describe('hostile tool-call arguments', () => {
     const [message] = answer.messages;
     // A request the gateway cannot even serialize never reached the upstream: it is bad input (a refusal
     // or -32602), not an internal "upstream call failed" error audited as a forwarded call.
-    expect(isObject(message) && isObject(message.error) ? message.error : undefined, JSON.stringify(message).slice(0, 300)).not.toMatchObject({
+    expect(
+      isObject(message) && isObject(message.error) ? message.error : undefined,
+      JSON.stringify(message).slice(0, 300),
+    ).not.toMatchObject({
       code: -32603,
     });
     expect((await call(toy, 'DescribeCluster', '{"id":"after"}')).kind).toBe('result');
@@ -194,7 +215,11 @@ describe('hostile tool-call arguments', () => {
     for (const argumentsJson of cases) {
       const before = await upstreamCalls(echo);
       const outcome = await call(echo, 'echo_args', argumentsJson);
-      expect({ argumentsJson, kind: outcome.kind, reason: outcome.reason }).toEqual({ argumentsJson, kind: 'refusal', reason: 'deny_if' });
+      expect({ argumentsJson, kind: outcome.kind, reason: outcome.reason }).toEqual({
+        argumentsJson,
+        kind: 'refusal',
+        reason: 'deny_if',
+      });
       expect((await upstreamCalls(echo)) - before).toBe(0);
     }
   });
@@ -206,13 +231,29 @@ describe('hostile tool-call arguments', () => {
       tree: fc
         .array(fc.tuple(fc.constantFrom(...KEYS), tie('node')), { maxLength: 4 })
         .map((entries) => ({ entries })),
-      node: fc.oneof({ depthSize: 'small' }, fc.constantFrom('true', '1', '"x"', 'null', '{}', '[]'), tie('tree')),
+      node: fc.oneof(
+        { depthSize: 'small' },
+        fc.constantFrom('true', '1', '"x"', 'null', '{}', '[]'),
+        tie('tree'),
+      ),
     }));
     const toJson = (node: Tree | string): string =>
-      typeof node === 'string' ? node : `{${node.entries.map(([k, v]) => `${JSON.stringify(k)}:${toJson(v)}`).join(',')}}`;
+      typeof node === 'string'
+        ? node
+        : `{${node.entries.map(([k, v]) => `${JSON.stringify(k)}:${toJson(v)}`).join(',')}}`;
     // A chain that puts the payload keys at every level, 20 deep.
-    const chain = Array.from({ length: 20 }, () => '{"__proto__":{"polluted":true},"constructor":{"prototype":{"polluted":true}},"prototype":{"polluted":true},"nested":').join('') + '{}' + '}'.repeat(20);
-    const argsJson = fc.oneof({ weight: 9, arbitrary: tree.map(toJson) }, { weight: 1, arbitrary: fc.constant(chain) });
+    const chain =
+      Array.from(
+        { length: 20 },
+        () =>
+          '{"__proto__":{"polluted":true},"constructor":{"prototype":{"polluted":true}},"prototype":{"polluted":true},"nested":',
+      ).join('') +
+      '{}' +
+      '}'.repeat(20);
+    const argsJson = fc.oneof(
+      { weight: 9, arbitrary: tree.map(toJson) },
+      { weight: 1, arbitrary: fc.constant(chain) },
+    );
 
     const seen = { forwarded: 0, refused: 0 };
     await fc.assert(
@@ -222,10 +263,14 @@ describe('hostile tool-call arguments', () => {
           seen.forwarded += 1;
           const received = JSON.parse(outcome.text) as unknown;
           // Had the upstream received a payload the policy forbids, the policy did not see what was sent.
-          for (const p of PROTO_PATHS) expect({ path: p, received: ownPathExists(received, p) }).toEqual({ path: p, received: false });
+          for (const p of PROTO_PATHS)
+            expect({ path: p, received: ownPathExists(received, p) }).toEqual({ path: p, received: false });
         } else {
           seen.refused += 1;
-          expect({ kind: outcome.kind, reason: outcome.reason }, outcome.text).toEqual({ kind: 'refusal', reason: 'deny_if' });
+          expect({ kind: outcome.kind, reason: outcome.reason }, outcome.text).toEqual({
+            kind: 'refusal',
+            reason: 'deny_if',
+          });
           const sent = JSON.parse(argumentsJson) as unknown;
           expect(PROTO_PATHS.some((p) => ownPathExists(sent, p))).toBe(true);
         }

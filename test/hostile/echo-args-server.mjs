@@ -24,7 +24,8 @@ const handlers = {
   }),
   'tools/call': (params) => {
     if (params?.name === 'count') return text(String(calls));
-    if (params?.name !== 'echo_args') throw Object.assign(new Error(`Unknown tool: ${params?.name}`), { code: -32602 });
+    if (params?.name !== 'echo_args')
+      throw Object.assign(new Error(`Unknown tool: ${params?.name}`), { code: -32602 });
     calls += 1;
     try {
       return text(JSON.stringify(params.arguments ?? null));
@@ -41,10 +42,20 @@ createInterface({ input: process.stdin, crlfDelay: Infinity }).on('line', (line)
   } catch {
     return;
   }
-  if (message === null || typeof message !== 'object' || typeof message.method !== 'string' || message.id === undefined) return;
+  if (
+    message === null ||
+    typeof message !== 'object' ||
+    typeof message.method !== 'string' ||
+    message.id === undefined
+  )
+    return;
   const handler = Object.hasOwn(handlers, message.method) ? handlers[message.method] : undefined;
   if (!handler) {
-    send({ jsonrpc: '2.0', id: message.id, error: { code: -32601, message: `Method not found: ${message.method}` } });
+    send({
+      jsonrpc: '2.0',
+      id: message.id,
+      error: { code: -32601, message: `Method not found: ${message.method}` },
+    });
     return;
   }
   try {

@@ -55,28 +55,79 @@ const MCP_METHODS = [
   'notifications/tools/list_changed',
   'notifications/tasks/status',
 ];
-const TOOL_NAMES = ['DescribeCluster', 'ListClusters', 'count', 'CloneContainerToECR', 'sleep', 'DeleteCluster', 'crash', 'add-tool'];
-const EXPOSED_NAMES = [...TOOL_NAMES, ...TOOL_NAMES.map((n) => `toy__${n}`), 'everything__echo', 'everything__get-sum', 'everything__nope'];
-const PROMPT_NAMES = ['simple-prompt', 'args-prompt', 'everything__simple-prompt', 'everything__args-prompt', 'everything__completable-prompt'];
-const URIS = ['demo://resource/static/document/architecture.md', 'demo://resource/dynamic/text/1', 'file:///etc/passwd', ''];
+const TOOL_NAMES = [
+  'DescribeCluster',
+  'ListClusters',
+  'count',
+  'CloneContainerToECR',
+  'sleep',
+  'DeleteCluster',
+  'crash',
+  'add-tool',
+];
+const EXPOSED_NAMES = [
+  ...TOOL_NAMES,
+  ...TOOL_NAMES.map((n) => `toy__${n}`),
+  'everything__echo',
+  'everything__get-sum',
+  'everything__nope',
+];
+const PROMPT_NAMES = [
+  'simple-prompt',
+  'args-prompt',
+  'everything__simple-prompt',
+  'everything__args-prompt',
+  'everything__completable-prompt',
+];
+const URIS = [
+  'demo://resource/static/document/architecture.md',
+  'demo://resource/dynamic/text/1',
+  'file:///etc/passwd',
+  '',
+];
 
 /** A value JSON.stringify cannot produce: spliced into the body text as written (huge or odd numbers, deep arrays). */
 const RAW = '\u0000raw:';
 const rawJson = (text: string): string => `${RAW}${text}`;
 function serialize(value: unknown): string {
   const text = JSON.stringify(value) ?? 'null';
-  return text.replace(/"\\u0000raw:((?:[^"\\]|\\.)*)"/g, (_all, raw: string) => JSON.parse(`"${raw}"`) as string);
+  return text.replace(
+    /"\\u0000raw:((?:[^"\\]|\\.)*)"/g,
+    (_all, raw: string) => JSON.parse(`"${raw}"`) as string,
+  );
 }
 
 const oddNumber = fc
-  .constantFrom('1e400', '-1e400', '1e-400', '-0', '123456789012345678901234567890', '9007199254740993', '0.5', '1E2', '-9007199254740993')
+  .constantFrom(
+    '1e400',
+    '-1e400',
+    '1e-400',
+    '-0',
+    '123456789012345678901234567890',
+    '9007199254740993',
+    '0.5',
+    '1E2',
+    '-9007199254740993',
+  )
   .map(rawJson);
-const deepArray = fc.integer({ min: 1, max: 300 }).map((depth) => rawJson(`${'['.repeat(depth)}${']'.repeat(depth)}`));
+const deepArray = fc
+  .integer({ min: 1, max: 300 })
+  .map((depth) => rawJson(`${'['.repeat(depth)}${']'.repeat(depth)}`));
 const hostileString = fc.oneof(
   fc.string({ maxLength: 40 }),
   fc.string({ unit: 'grapheme', maxLength: 20 }),
   fc.string({ unit: 'binary', maxLength: 20 }),
-  fc.constantFrom('__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty', '', '\u0000', '\ud800', 'x'.repeat(5000)),
+  fc.constantFrom(
+    '__proto__',
+    'constructor',
+    'prototype',
+    'toString',
+    'hasOwnProperty',
+    '',
+    '\u0000',
+    '\ud800',
+    'x'.repeat(5000),
+  ),
 );
 const leaf = fc.oneof(
   fc.constant(null),
@@ -96,7 +147,8 @@ const { value: hostileValue } = fc.letrec((tie) => ({
     fc.dictionary(hostileString, tie('value'), { maxKeys: 4 }),
   ),
 }));
-const sometimes = <T>(known: fc.Arbitrary<T>): fc.Arbitrary<T | unknown> => fc.oneof({ weight: 3, arbitrary: known }, { weight: 1, arbitrary: hostileValue });
+const sometimes = <T>(known: fc.Arbitrary<T>): fc.Arbitrary<T | unknown> =>
+  fc.oneof({ weight: 3, arbitrary: known }, { weight: 1, arbitrary: hostileValue });
 
 const params = fc.oneof(
   hostileValue,
@@ -108,7 +160,14 @@ const params = fc.oneof(
       cursor: hostileValue,
       level: sometimes(fc.constantFrom('debug', 'info', 'emergency', 'loud')),
       ref: sometimes(
-        fc.record({ type: fc.constantFrom('ref/prompt', 'ref/resource', 'ref/other'), name: hostileValue, uri: hostileValue }, { requiredKeys: ['type'] }),
+        fc.record(
+          {
+            type: fc.constantFrom('ref/prompt', 'ref/resource', 'ref/other'),
+            name: hostileValue,
+            uri: hostileValue,
+          },
+          { requiredKeys: ['type'] },
+        ),
       ),
       argument: hostileValue,
       requestId: hostileValue,
@@ -129,7 +188,11 @@ const requestId = fc.oneof(
 const message = fc.record(
   {
     jsonrpc: fc.oneof({ weight: 9, arbitrary: fc.constant('2.0') }, { weight: 1, arbitrary: hostileValue }),
-    method: fc.oneof({ weight: 6, arbitrary: fc.constantFrom(...MCP_METHODS) }, { weight: 1, arbitrary: hostileString }, { weight: 1, arbitrary: hostileValue }),
+    method: fc.oneof(
+      { weight: 6, arbitrary: fc.constantFrom(...MCP_METHODS) },
+      { weight: 1, arbitrary: hostileString },
+      { weight: 1, arbitrary: hostileValue },
+    ),
     id: requestId,
     params,
     result: hostileValue,
@@ -139,7 +202,19 @@ const message = fc.record(
 );
 /** Mostly requests (id present, no result or error), with notifications, responses and small batches mixed in. */
 const body = fc.oneof(
-  { weight: 6, arbitrary: fc.tuple(message, requestId).map(([m, id]) => serialize({ jsonrpc: m.jsonrpc, method: m.method, id, ...('params' in m ? { params: m.params } : {}) })) },
+  {
+    weight: 6,
+    arbitrary: fc
+      .tuple(message, requestId)
+      .map(([m, id]) =>
+        serialize({
+          jsonrpc: m.jsonrpc,
+          method: m.method,
+          id,
+          ...('params' in m ? { params: m.params } : {}),
+        }),
+      ),
+  },
   { weight: 2, arbitrary: message.map((m) => serialize(m)) },
   { weight: 1, arbitrary: fc.array(message, { minLength: 0, maxLength: 4 }).map((ms) => serialize(ms)) },
 );
@@ -187,7 +262,9 @@ describe('hostile JSON-RPC bodies on /mcp and /mcp/<server>', () => {
       .listTools()
       .then((listed) => listed.tools.map((t) => t.name))
       .finally(() => client.close());
-    expect(names).toEqual(expect.arrayContaining([path === '/mcp' ? 'toy__DescribeCluster' : 'DescribeCluster']));
+    expect(names).toEqual(
+      expect.arrayContaining([path === '/mcp' ? 'toy__DescribeCluster' : 'DescribeCluster']),
+    );
   }
 
   const sessionless = {
@@ -203,14 +280,18 @@ describe('hostile JSON-RPC bodies on /mcp and /mcp/<server>', () => {
     for (const [label, arbitrary] of Object.entries(sessionless)) {
       it(`answers ${label} sent to ${path} without a session with a 4xx JSON-RPC error`, async () => {
         await fc.assert(
-          fc.asyncProperty(arbitrary, fc.constantFrom('application/json', 'text/plain', 'application/json; charset=utf-16'), async (sent, contentType) => {
-            const answer = await postRaw(`${gateway.url}${path}`, sent, { 'content-type': contentType });
-            const text = typeof sent === 'string' ? sent : Buffer.from(sent).toString('utf8');
-            expect(answerProblem(answer, text)).toBeUndefined();
-            expect(answer.status).toBeGreaterThanOrEqual(400);
-            expect(answer.status).toBeLessThan(500);
-            expect(answer.sessionId).toBeUndefined();
-          }),
+          fc.asyncProperty(
+            arbitrary,
+            fc.constantFrom('application/json', 'text/plain', 'application/json; charset=utf-16'),
+            async (sent, contentType) => {
+              const answer = await postRaw(`${gateway.url}${path}`, sent, { 'content-type': contentType });
+              const text = typeof sent === 'string' ? sent : Buffer.from(sent).toString('utf8');
+              expect(answerProblem(answer, text)).toBeUndefined();
+              expect(answer.status).toBeGreaterThanOrEqual(400);
+              expect(answer.status).toBeLessThan(500);
+              expect(answer.sessionId).toBeUndefined();
+            },
+          ),
           { numRuns: 100 },
         );
         await stillServes(path);
@@ -254,7 +335,12 @@ describe('hostile JSON-RPC bodies on /mcp and /mcp/<server>', () => {
   });
 
   it('tells a client whose first request is an initialize with invalid params what is wrong with them', async () => {
-    const sent = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {} } });
+    const sent = JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'initialize',
+      params: { protocolVersion: '2025-06-18', capabilities: {} },
+    });
     const answer = await postRaw(`${gateway.url}/mcp/toy`, sent);
     expect(answerProblem(answer, sent)).toBeUndefined();
     expect(answer.status).toBe(400);
@@ -266,9 +352,19 @@ describe('hostile JSON-RPC bodies on /mcp and /mcp/<server>', () => {
 
   it('answers initialize requests with hostile params and capabilities with a result or a 4xx, never 5xx', async () => {
     const initialize = fc.record({
-      protocolVersion: fc.oneof(fc.constantFrom(...SUPPORTED_PROTOCOL_VERSIONS), fc.string({ maxLength: 12 })),
+      protocolVersion: fc.oneof(
+        fc.constantFrom(...SUPPORTED_PROTOCOL_VERSIONS),
+        fc.string({ maxLength: 12 }),
+      ),
       capabilities: fc.oneof(
-        { weight: 1, arbitrary: fc.dictionary(fc.constantFrom('roots', 'sampling', 'elicitation', 'tasks', 'experimental', '__proto__', 'x'), hostileValue, { maxKeys: 4 }) },
+        {
+          weight: 1,
+          arbitrary: fc.dictionary(
+            fc.constantFrom('roots', 'sampling', 'elicitation', 'tasks', 'experimental', '__proto__', 'x'),
+            hostileValue,
+            { maxKeys: 4 },
+          ),
+        },
         {
           weight: 3,
           arbitrary: fc.record(
@@ -276,7 +372,11 @@ describe('hostile JSON-RPC bodies on /mcp and /mcp/<server>', () => {
               roots: fc.record({ listChanged: fc.boolean() }, { requiredKeys: [] }),
               sampling: fc.dictionary(hostileString, fc.constant({}), { maxKeys: 2 }),
               elicitation: fc.constantFrom({}, { form: {} }, { url: {} }),
-              experimental: fc.dictionary(hostileString, fc.dictionary(hostileString, hostileValue, { maxKeys: 2 }), { maxKeys: 2 }),
+              experimental: fc.dictionary(
+                hostileString,
+                fc.dictionary(hostileString, hostileValue, { maxKeys: 2 }),
+                { maxKeys: 2 },
+              ),
               [String.fromCharCode(0)]: hostileValue,
             },
             { requiredKeys: [] },
@@ -285,11 +385,18 @@ describe('hostile JSON-RPC bodies on /mcp and /mcp/<server>', () => {
         {
           weight: 1,
           arbitrary: fc
-            .constantFrom('{"__proto__":{"sampling":{}},"roots":{}}', '{"constructor":{"prototype":{"x":1}}}', '{"experimental":{"__proto__":{"polluted":true}}}')
+            .constantFrom(
+              '{"__proto__":{"sampling":{}},"roots":{}}',
+              '{"constructor":{"prototype":{"x":1}}}',
+              '{"experimental":{"__proto__":{"polluted":true}}}',
+            )
             .map(rawJson),
         },
       ),
-      clientInfo: fc.record({ name: hostileString, version: hostileString, title: hostileValue }, { requiredKeys: ['name', 'version'] }),
+      clientInfo: fc.record(
+        { name: hostileString, version: hostileString, title: hostileValue },
+        { requiredKeys: ['name', 'version'] },
+      ),
     });
     await fc.assert(
       fc.asyncProperty(initialize, async (initParams) => {
@@ -298,10 +405,17 @@ describe('hostile JSON-RPC bodies on /mcp and /mcp/<server>', () => {
         expect(answerProblem(answer, sent)).toBeUndefined();
         if (answer.status === 200) {
           const [response] = answer.messages;
-          expect(isObject(response) && isObject(response.result) && typeof response.result.protocolVersion === 'string').toBe(true);
+          expect(
+            isObject(response) &&
+              isObject(response.result) &&
+              typeof response.result.protocolVersion === 'string',
+          ).toBe(true);
         }
         if (answer.sessionId) {
-          const res = await fetch(`${gateway.url}/mcp/toy`, { method: 'DELETE', headers: { 'mcp-session-id': answer.sessionId } });
+          const res = await fetch(`${gateway.url}/mcp/toy`, {
+            method: 'DELETE',
+            headers: { 'mcp-session-id': answer.sessionId },
+          });
           await res.text();
         }
       }),

@@ -18,7 +18,12 @@ import type { TestGateway } from '../support/gateway.js';
 import { isObject, openRawSession, toolCallBody } from './raw-mcp.js';
 import type { JsonObject, RawSession } from './raw-mcp.js';
 
-const RESTRICTED = { version: '1', default: 'deny', hide: ['Delete*'], tools: { DescribeCluster: {}, count: {} } };
+const RESTRICTED = {
+  version: '1',
+  default: 'deny',
+  hide: ['Delete*'],
+  tools: { DescribeCluster: {}, count: {} },
+};
 const ALLOW_ALL = { version: '1', default: 'allow' };
 const AGENT = { authorization: 'Bearer agent-token' };
 const ADMIN = { authorization: 'Bearer admin-token' };
@@ -94,26 +99,53 @@ type Mutation = (name: string) => fc.Arbitrary<string>;
 const at = (name: string): fc.Arbitrary<number> => fc.integer({ min: 0, max: name.length });
 const mutations: Mutation[] = [
   // random case changes
-  (name) => fc.array(fc.boolean(), { minLength: name.length, maxLength: name.length }).map((flips) =>
-    [...name].map((ch, i) => (flips[i] ? (ch === ch.toUpperCase() ? ch.toLowerCase() : ch.toUpperCase()) : ch)).join(''),
-  ),
-  (name) => fc.constantFrom(name.toLowerCase(), name.toUpperCase(), name.toLocaleUpperCase('tr'), name.normalize('NFKD')),
+  (name) =>
+    fc
+      .array(fc.boolean(), { minLength: name.length, maxLength: name.length })
+      .map((flips) =>
+        [...name]
+          .map((ch, i) => (flips[i] ? (ch === ch.toUpperCase() ? ch.toLowerCase() : ch.toUpperCase()) : ch))
+          .join(''),
+      ),
+  (name) =>
+    fc.constantFrom(
+      name.toLowerCase(),
+      name.toUpperCase(),
+      name.toLocaleUpperCase('tr'),
+      name.normalize('NFKD'),
+    ),
   // homoglyphs (Cyrillic, Greek, Armenian, Cherokee, letter-like symbols)
-  (name) => fc.tuple(fc.nat(), fc.nat()).map(([pos, pick]) => {
-    const candidates = [...name].map((ch, i) => [ch, i] as const).filter(([ch]) => HOMOGLYPHS[ch] !== undefined);
-    const chosen = candidates[pos % Math.max(candidates.length, 1)];
-    if (!chosen) return name;
-    const glyphs = HOMOGLYPHS[chosen[0]] ?? [chosen[0]];
-    return `${name.slice(0, chosen[1])}${glyphs[pick % glyphs.length] ?? ''}${name.slice(chosen[1] + 1)}`;
-  }),
+  (name) =>
+    fc.tuple(fc.nat(), fc.nat()).map(([pos, pick]) => {
+      const candidates = [...name]
+        .map((ch, i) => [ch, i] as const)
+        .filter(([ch]) => HOMOGLYPHS[ch] !== undefined);
+      const chosen = candidates[pos % Math.max(candidates.length, 1)];
+      if (!chosen) return name;
+      const glyphs = HOMOGLYPHS[chosen[0]] ?? [chosen[0]];
+      return `${name.slice(0, chosen[1])}${glyphs[pick % glyphs.length] ?? ''}${name.slice(chosen[1] + 1)}`;
+    }),
   // fullwidth letters, all or some
-  (name) => fc.array(fc.boolean(), { minLength: name.length, maxLength: name.length }).map((picks) =>
-    [...name].map((ch, i) => (picks[i] && ch > ' ' && ch <= '~' ? String.fromCharCode(ch.charCodeAt(0) + 0xfee0) : ch)).join(''),
-  ),
+  (name) =>
+    fc
+      .array(fc.boolean(), { minLength: name.length, maxLength: name.length })
+      .map((picks) =>
+        [...name]
+          .map((ch, i) =>
+            picks[i] && ch > ' ' && ch <= '~' ? String.fromCharCode(ch.charCodeAt(0) + 0xfee0) : ch,
+          )
+          .join(''),
+      ),
   // zero-width, joiners, soft hyphen, combining marks
-  (name) => fc.tuple(at(name), fc.constantFrom(...INVISIBLE)).map(([i, ch]) => `${name.slice(0, i)}${ch}${name.slice(i)}`),
+  (name) =>
+    fc
+      .tuple(at(name), fc.constantFrom(...INVISIBLE))
+      .map(([i, ch]) => `${name.slice(0, i)}${ch}${name.slice(i)}`),
   // leading / trailing whitespace
-  (name) => fc.tuple(fc.constantFrom(...WHITESPACE), fc.boolean()).map(([ws, lead]) => (lead ? `${ws}${name}` : `${name}${ws}`)),
+  (name) =>
+    fc
+      .tuple(fc.constantFrom(...WHITESPACE), fc.boolean())
+      .map(([ws, lead]) => (lead ? `${ws}${name}` : `${name}${ws}`)),
   // NUL anywhere
   (name) => at(name).map((i) => `${name.slice(0, i)}\u0000${name.slice(i)}`),
   // server prefixes, single and doubled
@@ -121,16 +153,28 @@ const mutations: Mutation[] = [
   // path-like names
   (name) => fc.constantFrom(...PATHS).map((path) => `${path}${name}`),
   // very long names
-  (name) => fc.integer({ min: 1_000, max: 100_000 }).map((n) => (n % 2 === 0 ? `${'A'.repeat(n)}${name}` : `${name}${'\u200B'.repeat(n)}`)),
+  (name) =>
+    fc
+      .integer({ min: 1_000, max: 100_000 })
+      .map((n) => (n % 2 === 0 ? `${'A'.repeat(n)}${name}` : `${name}${'\u200B'.repeat(n)}`)),
   // a glob character where a letter was
-  (name) => fc.tuple(at(name), fc.constantFrom('*', '?')).map(([i, ch]) => `${name.slice(0, i)}${ch}${name.slice(i + 1)}`),
+  (name) =>
+    fc
+      .tuple(at(name), fc.constantFrom('*', '?'))
+      .map(([i, ch]) => `${name.slice(0, i)}${ch}${name.slice(i + 1)}`),
 ];
 
 const baseName = fc.constantFrom('DeleteCluster', 'CloneContainerToECR', 'DescribeCluster', 'ListClusters');
 const mutated = fc
-  .tuple(baseName, fc.array(fc.integer({ min: 0, max: mutations.length - 1 }), { minLength: 1, maxLength: 3 }))
+  .tuple(
+    baseName,
+    fc.array(fc.integer({ min: 0, max: mutations.length - 1 }), { minLength: 1, maxLength: 3 }),
+  )
   .chain(([base, picks]) =>
-    picks.reduce<fc.Arbitrary<string>>((acc, pick) => acc.chain((name) => (mutations[pick] ?? fc.constant)(name)), fc.constant(base)),
+    picks.reduce<fc.Arbitrary<string>>(
+      (acc, pick) => acc.chain((name) => (mutations[pick] ?? fc.constant)(name)),
+      fc.constant(base),
+    ),
   );
 /** Mostly mutated names; some exact names of the endpoint (allowed, denied and hidden), so every outcome is exercised. */
 const toolName = (exact: string[]): fc.Arbitrary<string> =>
@@ -153,13 +197,16 @@ function classify(answerMessages: unknown[], name: string): Outcome {
   if (answerMessages.length !== 1 || !isObject(message)) return { kind: 'other', detail };
   if (isObject(message.error)) {
     const error = message.error;
-    return error.code === -32602 && error.message === `MCP error -32602: Unknown tool: ${name}` ? { kind: 'unknown', detail } : { kind: 'other', detail };
+    return error.code === -32602 && error.message === `MCP error -32602: Unknown tool: ${name}`
+      ? { kind: 'unknown', detail }
+      : { kind: 'other', detail };
   }
   const result = message.result;
   if (!isObject(result)) return { kind: 'other', detail };
   const meta = isObject(result._meta) ? result._meta : undefined;
   const decision = meta?.[DECISION_META_KEY];
-  if (result.isError === true && isObject(decision) && decision.decision === 'deny') return { kind: 'refused', detail };
+  if (result.isError === true && isObject(decision) && decision.decision === 'deny')
+    return { kind: 'refused', detail };
   if (result.isError !== true && decision === undefined) return { kind: 'forwarded', detail };
   return { kind: 'other', detail };
 }
@@ -220,7 +267,9 @@ describe('tool names cannot be bent around the policy', () => {
   it('the hidden and denied tools are real: a grant whose policy allows them reaches them', async () => {
     const admin = await open('/mcp/toy', ADMIN);
     expect(classify(await call(admin, 1, 'DeleteCluster'), 'DeleteCluster').kind).toBe('forwarded');
-    expect(classify(await call(admin, 2, 'CloneContainerToECR'), 'CloneContainerToECR').kind).toBe('forwarded');
+    expect(classify(await call(admin, 2, 'CloneContainerToECR'), 'CloneContainerToECR').kind).toBe(
+      'forwarded',
+    );
     expect(await upstreamCalls(admin, 'count')).toBe(2);
     const agent = await open('/mcp/toy', AGENT);
     expect(classify(await call(agent, 1, 'DeleteCluster'), 'DeleteCluster').kind).toBe('unknown');
@@ -229,11 +278,26 @@ describe('tool names cannot be bent around the policy', () => {
     expect(await upstreamCalls(agent, 'count')).toBe(1);
   });
 
-  const endpoints: { path: string; allowed: Set<string>; visible: Set<string>; hidden: string[]; counters: Record<string, string> }[] = [
+  const endpoints: {
+    path: string;
+    allowed: Set<string>;
+    visible: Set<string>;
+    hidden: string[];
+    counters: Record<string, string>;
+  }[] = [
     {
       path: '/mcp/toy',
       allowed: new Set(['DescribeCluster', 'count']),
-      visible: new Set(['DescribeCluster', 'count', 'CloneContainerToECR', 'ListClusters', 'crash', 'sleep', 'pid', 'add-tool']),
+      visible: new Set([
+        'DescribeCluster',
+        'count',
+        'CloneContainerToECR',
+        'ListClusters',
+        'crash',
+        'sleep',
+        'pid',
+        'add-tool',
+      ]),
       hidden: ['DeleteCluster'],
       counters: { toy: 'count' },
     },
@@ -241,7 +305,16 @@ describe('tool names cannot be bent around the policy', () => {
       path: '/mcp',
       allowed: new Set(['toy__DescribeCluster', 'toy__count', 'other__DescribeCluster', 'other__count']),
       visible: new Set(
-        ['DescribeCluster', 'count', 'CloneContainerToECR', 'ListClusters', 'crash', 'sleep', 'pid', 'add-tool'].flatMap((t) => [`toy__${t}`, `other__${t}`]),
+        [
+          'DescribeCluster',
+          'count',
+          'CloneContainerToECR',
+          'ListClusters',
+          'crash',
+          'sleep',
+          'pid',
+          'add-tool',
+        ].flatMap((t) => [`toy__${t}`, `other__${t}`]),
       ),
       hidden: ['toy__DeleteCluster', 'other__DeleteCluster'],
       counters: { toy: 'toy__count', other: 'other__count' },
@@ -252,8 +325,11 @@ describe('tool names cannot be bent around the policy', () => {
     it(`forwards only exact allowed names on ${endpoint.path}; every other name is refused or unknown`, async () => {
       const session = await open(endpoint.path, AGENT);
       const before: Record<string, number> = {};
-      for (const [server, tool] of Object.entries(endpoint.counters)) before[server] = await upstreamCalls(session, tool);
-      const expected: Record<string, number> = Object.fromEntries(Object.keys(endpoint.counters).map((s) => [s, 0]));
+      for (const [server, tool] of Object.entries(endpoint.counters))
+        before[server] = await upstreamCalls(session, tool);
+      const expected: Record<string, number> = Object.fromEntries(
+        Object.keys(endpoint.counters).map((s) => [s, 0]),
+      );
       const seen = { forwarded: 0, refused: 0, unknown: 0 };
       let id = 10;
       await fc.assert(
@@ -272,7 +348,10 @@ describe('tool names cannot be bent around the policy', () => {
       );
       // The upstream processes ran exactly the allowed calls: nothing denied or hidden slipped through.
       for (const [server, tool] of Object.entries(endpoint.counters)) {
-        expect({ server, calls: (await upstreamCalls(session, tool)) - (before[server] ?? 0) }).toEqual({ server, calls: expected[server] });
+        expect({ server, calls: (await upstreamCalls(session, tool)) - (before[server] ?? 0) }).toEqual({
+          server,
+          calls: expected[server],
+        });
       }
       expect(seen.refused + seen.unknown).toBeGreaterThan(250);
     }, 60_000);
@@ -299,7 +378,10 @@ describe('tool names cannot be bent around the policy', () => {
       expect({ name, kind: classify(messages, name).kind }).toEqual({ name, kind });
       if (kind === 'refused') {
         const result = (messages[0] as JsonObject).result as JsonObject;
-        expect((result._meta as JsonObject)[DECISION_META_KEY]).toMatchObject({ decision: 'deny', reason: 'default_deny' });
+        expect((result._meta as JsonObject)[DECISION_META_KEY]).toMatchObject({
+          decision: 'deny',
+          reason: 'default_deny',
+        });
       }
     }
     expect(await upstreamCalls(single, 'count')).toBe(0);

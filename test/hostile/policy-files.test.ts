@@ -21,9 +21,11 @@ const FILES: Record<string, string> = {
     tools: { constructor: {}, prototype: { action: 'deny', reason: 'no prototypes' }, toString: {} },
   }),
   // JSON.stringify would drop an own "__proto__" key, so these are written as text.
-  'proto-rule.json': '{"version":"1","default":"deny","tools":{"__proto__":{"action":"explode"},"constructor":{"deny_if":"x"}}}',
+  'proto-rule.json':
+    '{"version":"1","default":"deny","tools":{"__proto__":{"action":"explode"},"constructor":{"deny_if":"x"}}}',
   'proto-document-key.json': '{"version":"1","default":"deny","__proto__":{"default":"allow"}}',
-  'proto-rule-key.json': '{"version":"1","default":"deny","tools":{"x":{"__proto__":{"action":"allow"},"action":"deny"}}}',
+  'proto-rule-key.json':
+    '{"version":"1","default":"deny","tools":{"x":{"__proto__":{"action":"allow"},"action":"deny"}}}',
   'proto-condition-key.json':
     '{"version":"1","default":"deny","tools":{"x":{"deny_if":[{"path":"args.a","op":"exists","__proto__":{"op":"eq"}}]}}}',
   'deep-10k.json': `{"version":"1","default":"deny","tools":{"x":{"deny_if":[{"path":"args.a","op":"eq","value":${'['.repeat(10_000)}${']'.repeat(10_000)}}]}}}`,
@@ -35,7 +37,9 @@ const FILES: Record<string, string> = {
 function expectNoStack(result: CliResult): void {
   expect(result.stderr).not.toMatch(STACK_FRAME);
   expect(result.stdout).not.toMatch(STACK_FRAME);
-  expect(`${result.stdout}${result.stderr}`).not.toMatch(/RangeError|Maximum call stack|TypeError|SyntaxError: /);
+  expect(`${result.stdout}${result.stderr}`).not.toMatch(
+    /RangeError|Maximum call stack|TypeError|SyntaxError: /,
+  );
 }
 
 describe('countersign policy on hostile policy files', () => {
@@ -79,7 +83,12 @@ describe('countersign policy on hostile policy files', () => {
   ];
 
   it('checks every hostile file in one run: each gets its own clear error, the valid one passes, exit code 1, no stack trace', async () => {
-    const result = await runCli(['policy', 'check', file('proto-names.json'), ...invalid.map(([name]) => file(name))]);
+    const result = await runCli([
+      'policy',
+      'check',
+      file('proto-names.json'),
+      ...invalid.map(([name]) => file(name)),
+    ]);
     const output = `${result.stdout}${result.stderr}`;
     expect(result.code, output).toBe(1);
     expect(result.stdout).toContain(`ok      ${file('proto-names.json')}`);
@@ -102,7 +111,16 @@ describe('countersign policy on hostile policy files', () => {
 
   it('explains a call whose --args are nested 10,000 levels deep without a stack trace', async () => {
     const deepArgs = `{"a":${'['.repeat(10_000)}${']'.repeat(10_000)}}`;
-    const result = await runCli(['policy', 'explain', '-p', file('proto-names.json'), '-t', 'constructor', '-a', deepArgs]);
+    const result = await runCli([
+      'policy',
+      'explain',
+      '-p',
+      file('proto-names.json'),
+      '-t',
+      'constructor',
+      '-a',
+      deepArgs,
+    ]);
     expect(result.code, `${result.stdout}${result.stderr}`).toBe(0);
     expectNoStack(result);
   });

@@ -44,7 +44,11 @@ export function sseData(text: string): string[] {
 }
 
 /** POSTs `body` exactly as given. */
-export async function postRaw(url: string, body: string | Uint8Array, headers: Record<string, string> = {}): Promise<RawAnswer> {
+export async function postRaw(
+  url: string,
+  body: string | Uint8Array,
+  headers: Record<string, string> = {},
+): Promise<RawAnswer> {
   const res = await fetch(url, {
     method: 'POST',
     headers: { ...MCP_HEADERS, ...headers },
@@ -70,7 +74,8 @@ export async function postRaw(url: string, body: string | Uint8Array, headers: R
 function errorProblem(error: unknown): string | undefined {
   if (!isObject(error)) return 'error is not an object';
   if (typeof error.code !== 'number' || !Number.isInteger(error.code)) return 'error.code is not an integer';
-  if (typeof error.message !== 'string' || error.message === '') return 'error.message is not a non-empty string';
+  if (typeof error.message !== 'string' || error.message === '')
+    return 'error.message is not a non-empty string';
   return undefined;
 }
 
@@ -94,7 +99,9 @@ export function requestIds(body: string): unknown[] | undefined {
     return undefined;
   }
   const messages = Array.isArray(parsed) ? parsed : [parsed];
-  return messages.filter((m) => isObject(m) && typeof m.method === 'string' && Object.hasOwn(m, 'id')).map((m) => (m as JsonObject).id);
+  return messages
+    .filter((m) => isObject(m) && typeof m.method === 'string' && Object.hasOwn(m, 'id'))
+    .map((m) => (m as JsonObject).id);
 }
 
 /**
@@ -109,7 +116,8 @@ export function answerProblem(answer: RawAnswer, sentBody: string): string | und
   if (answer.status >= 400) {
     const [only, ...rest] = answer.messages;
     if (rest.length > 0 || !isObject(only)) return `4xx without one JSON-RPC error object: ${where}`;
-    if (only.jsonrpc !== '2.0' || !Object.hasOwn(only, 'error')) return `4xx body is not a JSON-RPC error: ${where}`;
+    if (only.jsonrpc !== '2.0' || !Object.hasOwn(only, 'error'))
+      return `4xx body is not a JSON-RPC error: ${where}`;
     const problem = errorProblem(only.error);
     return problem ? `4xx ${problem}: ${where}` : undefined;
   }
@@ -128,7 +136,8 @@ export function answerProblem(answer: RawAnswer, sentBody: string): string | und
   }
   const answered = responses.map((r) => JSON.stringify((r as JsonObject).id));
   const expected = ids.map((id) => JSON.stringify(id));
-  for (const id of answered) if (!expected.includes(id)) return `response for id ${id} that was not sent: ${where}`;
+  for (const id of answered)
+    if (!expected.includes(id)) return `response for id ${id} that was not sent: ${where}`;
   for (const id of new Set(expected)) if (!answered.includes(id)) return `no response for id ${id}: ${where}`;
   return undefined;
 }
@@ -142,21 +151,33 @@ export interface RawSession {
 }
 
 /** initialize + notifications/initialized by hand; later posts carry the session id and protocol version. */
-export async function openRawSession(url: string, extraHeaders: Record<string, string> = {}): Promise<RawSession> {
+export async function openRawSession(
+  url: string,
+  extraHeaders: Record<string, string> = {},
+): Promise<RawSession> {
   const init = await postRaw(
     url,
     JSON.stringify({
       jsonrpc: '2.0',
       id: 0,
       method: 'initialize',
-      params: { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities: {}, clientInfo: { name: 'hostile', version: '1' } },
+      params: {
+        protocolVersion: LATEST_PROTOCOL_VERSION,
+        capabilities: {},
+        clientInfo: { name: 'hostile', version: '1' },
+      },
     }),
     extraHeaders,
   );
   const id = init.sessionId;
-  if (init.status !== 200 || !id) throw new Error(`initialize failed: HTTP ${init.status} ${init.text.slice(0, 300)}`);
+  if (init.status !== 200 || !id)
+    throw new Error(`initialize failed: HTTP ${init.status} ${init.text.slice(0, 300)}`);
   const headers = { ...extraHeaders, 'mcp-session-id': id, 'mcp-protocol-version': LATEST_PROTOCOL_VERSION };
-  const initialized = await postRaw(url, JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }), headers);
+  const initialized = await postRaw(
+    url,
+    JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
+    headers,
+  );
   if (initialized.status !== 202) throw new Error(`notifications/initialized got HTTP ${initialized.status}`);
   return {
     url,

@@ -29,7 +29,11 @@ const POLICY = {
   default: 'deny',
   tools: {
     DescribeCluster: {
-      deny_if: (Object.keys(PATTERNS) as PatternKey[]).map((key) => ({ path: `args.${key}`, op: 'regex', value: PATTERNS[key] })),
+      deny_if: (Object.keys(PATTERNS) as PatternKey[]).map((key) => ({
+        path: `args.${key}`,
+        op: 'regex',
+        value: PATTERNS[key],
+      })),
     },
   },
 };
@@ -67,7 +71,11 @@ describe('policy regexes run in linear time', () => {
   beforeAll(async () => {
     gateway = await startTestGateway({
       policies: { 'redos.json': POLICY },
-      config: { servers: { toy: toyServer('redos.json') }, max_argument_bytes: 1024 * 1024, http: { max_body_bytes: 4 * 1024 * 1024 } },
+      config: {
+        servers: { toy: toyServer('redos.json') },
+        max_argument_bytes: 1024 * 1024,
+        http: { max_body_bytes: 4 * 1024 * 1024 },
+      },
     });
     session = await openRawSession(`${gateway.url}/mcp/toy`);
     // Warm up the session (upstream tool list, JIT) so the timings below are the calls themselves.
@@ -86,9 +94,12 @@ describe('policy regexes run in linear time', () => {
     const ms = performance.now() - started;
     const [message] = answer.messages;
     const detail = `HTTP ${answer.status} ${JSON.stringify(message)?.slice(0, 300) ?? answer.text.slice(0, 300)}`;
-    if (answer.status !== 200 || !isObject(message) || !isObject(message.result)) return { ms, kind: 'other', detail };
+    if (answer.status !== 200 || !isObject(message) || !isObject(message.result))
+      return { ms, kind: 'other', detail };
     const result = message.result;
-    const decision = isObject(result._meta) ? (result._meta[DECISION_META_KEY] as JsonObject | undefined) : undefined;
+    const decision = isObject(result._meta)
+      ? (result._meta[DECISION_META_KEY] as JsonObject | undefined)
+      : undefined;
     if (result.isError === true && decision?.reason === 'deny_if') return { ms, kind: 'denied', detail };
     if (result.isError !== true && decision === undefined) return { ms, kind: 'allowed', detail };
     return { ms, kind: 'other', detail };
@@ -105,7 +116,11 @@ describe('policy regexes run in linear time', () => {
         expect(call.ms).toBeLessThan(BOUND_MS);
         times[length] = call.ms;
       }
-      report.push(`  ${PATTERNS[key].padEnd(18)} ${Object.entries(times).map(([n, ms]) => `${Number(n).toLocaleString('en')} chars: ${ms.toFixed(1)} ms`).join(', ')}`);
+      report.push(
+        `  ${PATTERNS[key].padEnd(18)} ${Object.entries(times)
+          .map(([n, ms]) => `${Number(n).toLocaleString('en')} chars: ${ms.toFixed(1)} ms`)
+          .join(', ')}`,
+      );
       // Linear: 4x the input costs about 4x the time (a quadratic engine would need 16x, a backtracking one far more).
       const quarter = times[LENGTH / 4] ?? 0;
       expect(times[LENGTH] ?? Infinity).toBeLessThan(8 * quarter + 500);
@@ -124,6 +139,8 @@ describe('policy regexes run in linear time', () => {
     const all = await timedCall(allEvil);
     expect(all.kind, all.detail).toBe('allowed');
     expect(all.ms).toBeLessThan(BOUND_MS);
-    report.push(`  match ^(a+)+$ on ${LENGTH.toLocaleString('en')} a's: ${denied.ms.toFixed(1)} ms; all ${Object.keys(PATTERNS).length} patterns on one call (${(Object.keys(PATTERNS).length * LENGTH).toLocaleString('en')} chars): ${all.ms.toFixed(1)} ms`);
+    report.push(
+      `  match ^(a+)+$ on ${LENGTH.toLocaleString('en')} a's: ${denied.ms.toFixed(1)} ms; all ${Object.keys(PATTERNS).length} patterns on one call (${(Object.keys(PATTERNS).length * LENGTH).toLocaleString('en')} chars): ${all.ms.toFixed(1)} ms`,
+    );
   });
 });

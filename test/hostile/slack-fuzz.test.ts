@@ -11,15 +11,34 @@ import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { connectClient, startTestGateway, toyServer } from '../support/gateway.js';
 import type { TestGateway } from '../support/gateway.js';
-import { clickPayload, postInteraction, rejectSubmission, slackSignature, startFakeSlack } from '../support/fake-slack.js';
+import {
+  clickPayload,
+  postInteraction,
+  rejectSubmission,
+  slackSignature,
+  startFakeSlack,
+} from '../support/fake-slack.js';
 import type { FakeSlack } from '../support/fake-slack.js';
-import { AGENT_TOKEN, ALICE, BOB, CHANNEL, SIGNING_SECRET, api, executions, sha, slackEnv } from '../support/approvals.js';
+import {
+  AGENT_TOKEN,
+  ALICE,
+  BOB,
+  CHANNEL,
+  SIGNING_SECRET,
+  api,
+  executions,
+  sha,
+  slackEnv,
+} from '../support/approvals.js';
 
 const POLICY = {
   version: '1',
   default: 'deny',
   tools: {
-    CloneContainerToECR: { action: 'require_approval', approval: { channel: CHANNEL, reviewers: [ALICE.id, BOB.id], wait: 'return', timeout: '10m' } },
+    CloneContainerToECR: {
+      action: 'require_approval',
+      approval: { channel: CHANNEL, reviewers: [ALICE.id, BOB.id], wait: 'return', timeout: '10m' },
+    },
   },
 };
 
@@ -43,12 +62,18 @@ describe('Slack payload fuzzing', () => {
     });
     agent = await connectClient(`${gateway.url}/mcp`, { token: AGENT_TOKEN });
     const park = async (repositoryName: string): Promise<string> => {
-      const result = (await agent.callTool({ name: 'CloneContainerToECR', arguments: { repositoryName } })) as CallToolResult;
+      const result = (await agent.callTool({
+        name: 'CloneContainerToECR',
+        arguments: { repositoryName },
+      })) as CallToolResult;
       return (result._meta?.['countersign/approval'] as { id: string }).id;
     };
     ids.pending = await park('fuzz-pending');
     ids.rejected = await park('fuzz-rejected');
-    await api(gateway.url, `/approvals/${ids.rejected}/reject`, { method: 'POST', body: { reviewer: BOB.id, reason: 'fuzz' } });
+    await api(gateway.url, `/approvals/${ids.rejected}/reject`, {
+      method: 'POST',
+      body: { reviewer: BOB.id, reason: 'fuzz' },
+    });
   });
   afterAll(async () => {
     await agent?.close();
@@ -58,22 +83,36 @@ describe('Slack payload fuzzing', () => {
   });
 
   const unchanged = async (): Promise<void> => {
-    expect((await api(gateway.url, `/approvals/${ids.pending}`)).json).toMatchObject({ status: 'pending', votes: 0 });
-    expect((await api(gateway.url, `/approvals/${ids.rejected}`)).json).toMatchObject({ status: 'rejected', decidedBy: BOB.id });
+    expect((await api(gateway.url, `/approvals/${ids.pending}`)).json).toMatchObject({
+      status: 'pending',
+      votes: 0,
+    });
+    expect((await api(gateway.url, `/approvals/${ids.rejected}`)).json).toMatchObject({
+      status: 'rejected',
+      decidedBy: BOB.id,
+    });
     expect(await executions(path.join(dir, 'calls.jsonl'))).toHaveLength(0);
   };
 
   it('unsigned, forged or malformed requests get 4xx, never 5xx, and change nothing', async () => {
     const header = fc.oneof(fc.constant(undefined), fc.string({ maxLength: 40 }), fc.integer().map(String));
     await fc.assert(
-      fc.asyncProperty(fc.string({ maxLength: 300 }), header, header, fc.boolean(), async (body, timestamp, signature, urlencoded) => {
-        const headers: Record<string, string> = { 'content-type': urlencoded ? 'application/x-www-form-urlencoded' : 'application/json' };
-        if (timestamp !== undefined) headers['x-slack-request-timestamp'] = timestamp;
-        if (signature !== undefined) headers['x-slack-signature'] = signature;
-        const res = await fetch(`${gateway.url}/slack/events`, { method: 'POST', headers, body });
-        expect(res.status).toBeGreaterThanOrEqual(400);
-        expect(res.status).toBeLessThan(500);
-      }),
+      fc.asyncProperty(
+        fc.string({ maxLength: 300 }),
+        header,
+        header,
+        fc.boolean(),
+        async (body, timestamp, signature, urlencoded) => {
+          const headers: Record<string, string> = {
+            'content-type': urlencoded ? 'application/x-www-form-urlencoded' : 'application/json',
+          };
+          if (timestamp !== undefined) headers['x-slack-request-timestamp'] = timestamp;
+          if (signature !== undefined) headers['x-slack-signature'] = signature;
+          const res = await fetch(`${gateway.url}/slack/events`, { method: 'POST', headers, body });
+          expect(res.status).toBeGreaterThanOrEqual(400);
+          expect(res.status).toBeLessThan(500);
+        },
+      ),
       { numRuns: 150 },
     );
     await unchanged();
@@ -83,7 +122,14 @@ describe('Slack payload fuzzing', () => {
     const payload = fc.oneof(
       fc.json({ maxDepth: 4 }),
       fc.string({ maxLength: 200 }),
-      fc.record({ type: fc.constantFrom('block_actions', 'view_submission', 'shortcut'), actions: fc.anything(), user: fc.anything(), view: fc.anything() }).map((v) => JSON.stringify(v)),
+      fc
+        .record({
+          type: fc.constantFrom('block_actions', 'view_submission', 'shortcut'),
+          actions: fc.anything(),
+          user: fc.anything(),
+          view: fc.anything(),
+        })
+        .map((v) => JSON.stringify(v)),
     );
     await fc.assert(
       fc.asyncProperty(payload, fc.boolean(), async (text, asForm) => {
@@ -107,13 +153,25 @@ describe('Slack payload fuzzing', () => {
   }, 60_000);
 
   it('validly signed clicks for unknown, decided or malformed approval ids change nothing', async () => {
-    const id = fc.oneof(fc.constant(ids.rejected), fc.constant('01JUNKNOWN0000000000000000'), fc.string({ maxLength: 80 }), fc.constant('__proto__'));
+    const id = fc.oneof(
+      fc.constant(ids.rejected),
+      fc.constant('01JUNKNOWN0000000000000000'),
+      fc.string({ maxLength: 80 }),
+      fc.constant('__proto__'),
+    );
     await fc.assert(
-      fc.asyncProperty(id, fc.constantFrom('countersign_approve', 'countersign_reject') , fc.boolean(), async (approvalId, action, modal) => {
-        const payload = modal ? rejectSubmission(approvalId, ALICE, 'fuzz') : clickPayload(action as 'countersign_approve', approvalId, ALICE);
-        const res = await postInteraction(gateway.url, SIGNING_SECRET, payload);
-        expect(res.status).toBe(200);
-      }),
+      fc.asyncProperty(
+        id,
+        fc.constantFrom('countersign_approve', 'countersign_reject'),
+        fc.boolean(),
+        async (approvalId, action, modal) => {
+          const payload = modal
+            ? rejectSubmission(approvalId, ALICE, 'fuzz')
+            : clickPayload(action as 'countersign_approve', approvalId, ALICE);
+          const res = await postInteraction(gateway.url, SIGNING_SECRET, payload);
+          expect(res.status).toBe(200);
+        },
+      ),
       { numRuns: 40 },
     );
     await new Promise((resolve) => setTimeout(resolve, 300));

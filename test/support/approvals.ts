@@ -63,12 +63,18 @@ export async function api(
       authorization: `Bearer ${options.token ?? ADMIN_TOKEN}`,
       ...(options.body !== undefined ? { 'content-type': 'application/json' } : {}),
     },
-    ...(options.body !== undefined ? { body: typeof options.body === 'string' ? options.body : JSON.stringify(options.body) } : {}),
+    ...(options.body !== undefined
+      ? { body: typeof options.body === 'string' ? options.body : JSON.stringify(options.body) }
+      : {}),
   });
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };
 }
 
-export async function until<T>(probe: () => Promise<T | undefined>, timeoutMs = 10_000, what = 'condition'): Promise<T> {
+export async function until<T>(
+  probe: () => Promise<T | undefined>,
+  timeoutMs = 10_000,
+  what = 'condition',
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();

@@ -11,7 +11,10 @@ export function cliCommand(args: string[]): string[] {
 }
 
 /** Starts the CLI as a long-running child (e.g. `serve`). */
-export function spawnCli(args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv }): ChildProcessWithoutNullStreams {
+export function spawnCli(
+  args: string[],
+  options: { cwd: string; env?: NodeJS.ProcessEnv },
+): ChildProcessWithoutNullStreams {
   return spawn(process.execPath, cliCommand(args), {
     cwd: options.cwd,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, LOG_LEVEL: 'info', ...options.env },
@@ -26,7 +29,11 @@ export interface CliResult {
 }
 
 /** Runs the real `countersign` command (from source, through tsx) and collects its output. */
-export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}, cwd: string = REPO_ROOT): Promise<CliResult> {
+export async function runCli(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  cwd: string = REPO_ROOT,
+): Promise<CliResult> {
   const child = spawn(process.execPath, cliCommand(args), {
     cwd,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, LOG_LEVEL: 'warn', ...env },
@@ -50,7 +57,10 @@ export interface ServeProcess {
 }
 
 /** Starts `countersign serve --config <file>` and resolves once it listens. */
-export async function startServe(configFile: string, options: { cwd: string; env?: NodeJS.ProcessEnv }): Promise<ServeProcess> {
+export async function startServe(
+  configFile: string,
+  options: { cwd: string; env?: NodeJS.ProcessEnv },
+): Promise<ServeProcess> {
   const child = spawnCli(['serve', '--config', configFile], options);
   let log = '';
   const url = await new Promise<string>((resolve, reject) => {

@@ -4,7 +4,9 @@ import { freePort } from '../../src/redis/embedded.js';
 import { EVERYTHING_ENTRY } from './gateway.js';
 
 /** Runs server-everything over HTTP (`streamableHttp` or `sse`) on a free port; resolves once it listens. */
-export async function startEverythingHttp(mode: 'streamableHttp' | 'sse'): Promise<{ port: number; stop(): Promise<void> }> {
+export async function startEverythingHttp(
+  mode: 'streamableHttp' | 'sse',
+): Promise<{ port: number; stop(): Promise<void> }> {
   const port = await freePort();
   const child: ChildProcess = spawn(process.execPath, [EVERYTHING_ENTRY, mode], {
     env: { PATH: process.env.PATH, PORT: String(port) },
@@ -12,7 +14,10 @@ export async function startEverythingHttp(mode: 'streamableHttp' | 'sse'): Promi
   });
   await new Promise<void>((resolve, reject) => {
     let log = '';
-    const timer = setTimeout(() => reject(new Error(`server-everything ${mode} did not start: ${log}`)), 20_000);
+    const timer = setTimeout(
+      () => reject(new Error(`server-everything ${mode} did not start: ${log}`)),
+      20_000,
+    );
     child.stderr?.on('data', (chunk: Buffer) => {
       log += chunk.toString();
       if (/listening on port|running on port/i.test(log)) {

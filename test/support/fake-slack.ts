@@ -126,7 +126,14 @@ export async function startFakeSlack(): Promise<FakeSlack> {
       const ack = acks.get(String(message.envelope_id));
       if (ack) ack(message);
     });
-    ws.send(JSON.stringify({ type: 'hello', num_connections: 1, connection_info: { app_id: 'A1' }, debug_info: { host: 'fake' } }));
+    ws.send(
+      JSON.stringify({
+        type: 'hello',
+        num_connections: 1,
+        connection_info: { app_id: 'A1' },
+        debug_info: { host: 'fake' },
+      }),
+    );
     socketReady.wake?.();
   });
   let envelopes = 0;
@@ -153,7 +160,11 @@ export async function startFakeSlack(): Promise<FakeSlack> {
         };
         const timer = setTimeout(() => {
           cleanup();
-          reject(new Error(`no ${method} call matching within ${timeoutMs} ms; calls so far: ${calls.map((c) => c.method).join(', ')}`));
+          reject(
+            new Error(
+              `no ${method} call matching within ${timeoutMs} ms; calls so far: ${calls.map((c) => c.method).join(', ')}`,
+            ),
+          );
         }, timeoutMs);
         const cleanup = (): void => {
           clearTimeout(timer);
@@ -182,7 +193,9 @@ export async function startFakeSlack(): Promise<FakeSlack> {
           resolve(ack);
         });
       });
-      socket?.send(JSON.stringify({ envelope_id: id, type: 'interactive', payload, accepts_response_payload: false }));
+      socket?.send(
+        JSON.stringify({ envelope_id: id, type: 'interactive', payload, accepts_response_payload: false }),
+      );
       return acked;
     },
     close: () =>
@@ -201,7 +214,12 @@ export interface SlackUser {
 }
 
 /** A block_actions payload for an Approve or Reject click on the approval message. */
-export function clickPayload(action: 'countersign_approve' | 'countersign_reject', approvalId: string, user: SlackUser, channel = 'C0APPROVALS'): Record<string, unknown> {
+export function clickPayload(
+  action: 'countersign_approve' | 'countersign_reject',
+  approvalId: string,
+  user: SlackUser,
+  channel = 'C0APPROVALS',
+): Record<string, unknown> {
   return {
     type: 'block_actions',
     team: { id: 'T1', domain: 'acme' },
@@ -227,7 +245,12 @@ export function clickPayload(action: 'countersign_approve' | 'countersign_reject
 }
 
 /** A view_submission payload for the reject-reason modal. */
-export function rejectSubmission(approvalId: string, user: SlackUser, reason: string, channel = 'C0APPROVALS'): Record<string, unknown> {
+export function rejectSubmission(
+  approvalId: string,
+  user: SlackUser,
+  reason: string,
+  channel = 'C0APPROVALS',
+): Record<string, unknown> {
   return {
     type: 'view_submission',
     team: { id: 'T1', domain: 'acme' },
@@ -259,7 +282,9 @@ export async function postInteraction(
   payload: Record<string, unknown> | string,
   options: { timestamp?: number; signature?: string; rawBody?: string } = {},
 ): Promise<Response> {
-  const body = options.rawBody ?? `payload=${encodeURIComponent(typeof payload === 'string' ? payload : JSON.stringify(payload))}`;
+  const body =
+    options.rawBody ??
+    `payload=${encodeURIComponent(typeof payload === 'string' ? payload : JSON.stringify(payload))}`;
   const timestamp = String(options.timestamp ?? Math.floor(Date.now() / 1000));
   return fetch(`${gatewayUrl}/slack/events`, {
     method: 'POST',

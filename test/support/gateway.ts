@@ -12,7 +12,10 @@ import { silentLogger } from '../../src/log/logger.js';
 import { connectTestRedis, dropPrefix, testRedisUrl, uniquePrefix } from './redis.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const EVERYTHING_ENTRY = path.join(REPO_ROOT, 'node_modules/@modelcontextprotocol/server-everything/dist/index.js');
+export const EVERYTHING_ENTRY = path.join(
+  REPO_ROOT,
+  'node_modules/@modelcontextprotocol/server-everything/dist/index.js',
+);
 export const TOY_SERVER = path.join(REPO_ROOT, 'test/fixtures/toy-server.mjs');
 
 /** An upstream entry that runs server-everything over stdio. */
@@ -47,7 +50,12 @@ export async function startTestGateway(options: {
   }
   const prefix = uniquePrefix('gw');
   const config = parseConfig(
-    JSON.stringify({ listen: { host: '127.0.0.1', port: 0 }, redis: { prefix }, data_dir: dir, ...options.config }),
+    JSON.stringify({
+      listen: { host: '127.0.0.1', port: 0 },
+      redis: { prefix },
+      data_dir: dir,
+      ...options.config,
+    }),
     path.join(dir, 'countersign.json'),
     options.env ?? {},
   );
@@ -77,7 +85,10 @@ export async function connectClient(
   url: string,
   options: { token?: string; capabilities?: ClientCapabilities; name?: string } = {},
 ): Promise<Client> {
-  const client = new Client({ name: options.name ?? 'test-agent', version: '1.0.0' }, { capabilities: options.capabilities ?? {} });
+  const client = new Client(
+    { name: options.name ?? 'test-agent', version: '1.0.0' },
+    { capabilities: options.capabilities ?? {} },
+  );
   const transport = new StreamableHTTPClientTransport(new URL(url), {
     requestInit: options.token ? { headers: { Authorization: `Bearer ${options.token}` } } : {},
   });

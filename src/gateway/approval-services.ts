@@ -1,0 +1,108 @@
+/**
+ * Builds and stops the human-approval parts of one gateway process: the approval store, its pub/sub
+ * listener, the BullMQ queue and worker, the desk where people decide, the parked calls this process
+ * watches, and the Slack Web API client when Slack is configured.
+ */
+import { Redis } from 'ioredis';
+import { approvalAudit } from '../approvals/audit.js';
+import { ApprovalDesk } from '../approvals/desk.js';
+import { ApprovalEvents } from '../approvals/events.js';
+import { ApprovalJobs } from '../approvals/jobs.js';
+import { Parking } from '../approvals/parking.js';
+import { formatDuration } from '../approvals/record.js';
+import { ApprovalStore } from '../approvals/store.js';
+import type { AuditEvent } from '../audit/event.js';
+import type { GatewayConfig } from '../config/load.js';
+import { newUlid } from '../ids/ulid.js';
+import type { Logger } from '../log/logger.js';
+import type { GatewayMetrics } from '../metrics/metrics.js';
+import { SlackApi } from '../slack/web.js';
+import type { ApprovalServices } from './services.js';
+
+export interface ApprovalServicesOptions {
+  config: GatewayConfig;
+  /** The gateway's shared command connection. */
+  redis: Redis;
+  redisUrl: string;
+  logger: Logger;
+  metrics: GatewayMetrics;
+  now: () => number;
+  /** Writes an audit event that must not be lost (spooled while Redis is down). */
+  audit: (event: AuditEvent) => Promise<void>;
+}
+
+export function createApprovalServices(options: ApprovalServicesOptions): ApprovalServices {
+  const { config, logger, metrics, now } = options;
+  const prefix = config.raw.redis.prefix;
+  const slack = config.slack
+    ? new SlackApi(
+        { botToken: config.slack.botToken, ...(config.slack.apiUrl ? { apiUrl: config.slack.apiUrl } : {}) },
+        logger,
+        now,
+      )
+    : undefined;
+  const store = new ApprovalStore(options.redis, prefix);
+  // Subscriptions wait for Redis (offline queue on) and are renewed by ioredis after a reconnect.
+  const subscriber = new Redis(options.redisUrl, {
+    connectionName: 'countersign:approval-events',
+    maxRetriesPerRequest: null,
+  });
+  subscriber.on('error', () => undefined);
+  const events = new ApprovalEvents(subscriber, store.eventsChannel, logger);
+  void events.start();
+  const jobs = new ApprovalJobs({
+    redisUrl: options.redisUrl,
+    prefix,
+    store,
+    slack,
+    logger,
+    now,
+    hooks: {
+      onExpired: async (record) => {
+        metrics.approvals.inc({ server: record.server, step: 'expired' });
+        await options.audit(
+          approvalAudit(record, now(), {
+            decision: 'deny',
+            reason: 'expired',
+            message: `no decision within ${formatDuration(record.timeoutSeconds)}; not executed`,
+          }),
+        );
+      },
+    },
+  });
+  jobs.start();
+  const desk = new ApprovalDesk({
+    store,
+    jobs,
+    audit: async (event) => {
+      if (event.reason) metrics.approvals.inc({ server: event.server, step: event.reason });
+      await options.audit(event);
+    },
+    groupMembers: slack
+      ? (group) => slack.groupMembers(group)
+      : async (group) => {
+          throw new Error(`user group ${group} cannot be resolved without Slack`);
+        },
+    ...(slack ? { userEmail: (user: string) => slack.userEmail(user) } : {}),
+    now,
+  });
+  const parking = new Parking({
+    store,
+    events,
+    jobs,
+    logger,
+    processId: `${process.pid}-${newUlid()}`,
+    now,
+    progressIntervalMs: config.raw.approvals.progress_interval_ms,
+    pollMs: config.raw.approvals.poll_ms,
+  });
+  metrics.parkedSource = () => parking.size;
+  return { store, events, jobs, desk, parking, ...(slack ? { slack } : {}) };
+}
+
+/** Stops the approval machinery of a process: parked calls stay in Redis for any other process. */
+export async function closeApprovals(approvals: ApprovalServices): Promise<void> {
+  approvals.parking.close();
+  await approvals.jobs.close();
+  await approvals.events.close();
+}
