@@ -116,6 +116,8 @@ export async function handleApprovalCall(ctx: ApprovalCall): Promise<CallToolRes
     return refuse(STORE_UNAVAILABLE);
   }
 
+  // Whatever this request is answered with, the trail links it to the approval.
+  base.approvalId = record.id;
   const outcome = await approvals.parking.wait({
     id: record.id,
     holdMs: record.status === 'pending' ? holdMs(decision) : 0,
