@@ -92,6 +92,21 @@ describe('countersign approvals (CLI) against a loopback gateway without Slack',
     while (text(result).startsWith('Approval pending') && Date.now() < deadline)
       result = await clone('cli-approved');
     expect(text(result)).toContain('cloned into cli-approved');
+
+    // The auditor's question: who approved what, when.
+    const trail = await runCli(['audit', 'query', '--config', configFile, '--type', 'approval'], {}, dir);
+    expect(trail.code).toBe(0);
+    expect(trail.stdout).toMatch(
+      new RegExp(`approval\\s+pending\\s+local\\s+aws/CloneContainerToECR\\s+approval_requested \\[${id}\\]`),
+    );
+    expect(trail.stdout).toMatch(
+      new RegExp(
+        `approval\\s+deny\\s+local\\s+aws/CloneContainerToECR\\s+reviewer_refused by mallory \\[${id}\\]`,
+      ),
+    );
+    expect(trail.stdout).toMatch(
+      new RegExp(`approval\\s+allow\\s+local\\s+aws/CloneContainerToECR\\s+approved by admin \\[${id}\\]`),
+    );
   });
 
   it('reject with a reason reaches the agent; a wrong token and an unknown id fail clearly', async () => {

@@ -1,3 +1,5 @@
+import { auditEventSchema } from '../audit/event.js';
+import type { AuditEventType } from '../audit/event.js';
 import { AuditLog } from '../audit/log.js';
 import { formatEvents } from '../audit/format.js';
 import { loadConfig } from '../config/load.js';
@@ -10,6 +12,7 @@ export interface AuditQueryOptions {
   grant?: string;
   tool?: string;
   decision?: string;
+  type?: string;
   limit?: string;
   json?: boolean;
 }
@@ -51,6 +54,11 @@ export async function auditQuery(
   logger: Logger,
   out: (text: string) => void,
 ): Promise<number> {
+  const types = auditEventSchema.shape.type.options;
+  if (options.type && !(types as readonly string[]).includes(options.type)) {
+    out(`--type must be one of ${types.join(', ')}`);
+    return 2;
+  }
   if (options.decision && !['allow', 'deny', 'pending'].includes(options.decision)) {
     out('--decision must be "allow", "deny" or "pending"');
     return 2;
@@ -67,6 +75,7 @@ export async function auditQuery(
       ...(options.grant ? { grant: options.grant } : {}),
       ...(options.tool ? { tool: options.tool } : {}),
       ...(options.decision ? { decision: options.decision as 'allow' | 'deny' | 'pending' } : {}),
+      ...(options.type ? { type: options.type as AuditEventType } : {}),
       ...(limit ? { limit } : {}),
     }),
   );

@@ -87,7 +87,8 @@ audit
   .option('--since <when>', 'ISO time or duration back from now (15m, 2h, 7d)')
   .option('--grant <id>', 'only this grant')
   .option('--tool <name>', 'only this tool')
-  .option('--decision <allow|deny>', 'only this decision')
+  .option('--decision <allow|deny|pending>', 'only this decision')
+  .option('--type <type>', 'only this event type: decision, result, approval, auth or policy')
   .option('--limit <n>', 'at most n events')
   .option('--json', 'one JSON event per line')
   .action((opts: { config: string } & AuditQueryOptions) =>
