@@ -48,15 +48,16 @@ export interface PrecisionResult {
   pass: boolean;
 }
 
-interface ServeProcess {
+export interface ServeProcess {
   url: string;
+  pid: number;
   stop(): Promise<void>;
 }
 
 /** `countersign serve` from source (tsx loader), as a child; resolves with its /mcp URL from the stderr banner. */
-async function startServe(configFile: string, timeoutMs = 30_000): Promise<ServeProcess> {
+export async function startServe(configFile: string, timeoutMs = 30_000, extraEnv: NodeJS.ProcessEnv = {}): Promise<ServeProcess> {
   const loader = pathToFileURL(path.join(REPO_ROOT, 'node_modules/tsx/dist/loader.mjs')).href;
-  const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'warn' };
+  const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'warn', ...extraEnv };
   delete env.REDIS_URL; // the config names the shared Redis
   const child: ChildProcess = spawn(
     process.execPath,
@@ -83,7 +84,7 @@ async function startServe(configFile: string, timeoutMs = 30_000): Promise<Serve
     await stop();
     throw error;
   });
-  return { url, stop };
+  return { url, pid: child.pid ?? 0, stop };
 }
 
 type Outcome = { kind: 'admitted' } | { kind: 'refused'; retryAfter: boolean } | { kind: 'error'; message: string };

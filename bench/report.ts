@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { LatencySummary } from './stats.js';
 import { round } from './stats.js';
 import type { MachineInfo } from './system.js';
+import type { ApprovalsResult } from './approvals.js';
 import type { PrecisionResult } from './precision.js';
 
 export interface SideResult {
@@ -62,6 +63,7 @@ export interface BenchReport {
   proxyGoals?: Aim[];
   /** Two gateway processes, one Redis, one global limit (stdio run only). */
   precision?: PrecisionResult;
+  approvals?: ApprovalsResult;
   auditTrail: { events: number; policyEvents: number; verified: boolean };
   notes: string[];
 }
@@ -260,6 +262,25 @@ export function formatReport(report: BenchReport): string {
         `${p.everyRefusalHasRetryAfter ? 'yes' : 'no'} (${p.refusedWithRetryAfter} of ${p.refused})`,
     );
     lines.push(`        wall time: ${p.wallMs.toFixed(0)} ms (first call sent to last answer)`);
+  }
+  if (report.approvals) {
+    const { resume, scale } = report.approvals;
+    lines.push('');
+    lines.push(`approvals (one \`countersign serve\` process, wait "hold", approved through the API):`);
+    lines.push(
+      `  ${resume.pass ? 'PASS' : 'MISS'}  time to resume (decision recorded → approved call starting upstream), ${resume.calls} calls one at a time: ` +
+        `p50 ${resume.p50Ms.toFixed(0)} ms, p99 ${resume.p99Ms.toFixed(0)} ms, max ${resume.maxMs.toFixed(0)} ms (goal p99 < ${resume.goalP99Ms} ms; resolution ${resume.resolution})`,
+    );
+    lines.push(
+      `        ${scale.parked} calls held open over ${scale.sessions} sessions: parked in ${scale.parkSeconds.toFixed(2)} s; ` +
+        `gateway RSS ${scale.gatewayRssMbBefore.toFixed(0)} → ${scale.gatewayRssMbParked.toFixed(0)} MB ` +
+        `(+${(((scale.gatewayRssMbParked - scale.gatewayRssMbBefore) * 1024) / scale.parked).toFixed(1)} KB per parked call); ` +
+        `Redis used_memory ${scale.redisMbBefore.toFixed(1)} → ${scale.redisMbParked.toFixed(1)} MB`,
+    );
+    lines.push(
+      `        all approved at once: drained in ${scale.drainSeconds.toFixed(2)} s (${(scale.parked / scale.drainSeconds).toFixed(0)} approvals/s); ` +
+        `every held call answered: ${scale.allResolved ? 'yes' : 'NO'}`,
+    );
   }
   lines.push('');
   lines.push(

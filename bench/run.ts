@@ -17,6 +17,8 @@ import { BENCH_POLICY, startBenchGateway } from './gateway.js';
 import type { BenchGateway } from './gateway.js';
 import type { ClientMode, LoadResult } from './load.js';
 import { LoadThread } from './load-thread.js';
+import { runApprovals } from './approvals.js';
+import type { ApprovalsResult } from './approvals.js';
 import { runPrecision } from './precision.js';
 import type { PrecisionResult } from './precision.js';
 import { compare, formatReport, judge, judgeProxy, writeReport } from './report.js';
@@ -60,6 +62,8 @@ const LEVELS = [
 const withProxy = upstreamMode === 'stdio' && process.env.BENCH_PROXY !== '0';
 /** The precision section does not depend on the topology: it runs once, in the stdio run. */
 const withPrecision = upstreamMode === 'stdio' && process.env.BENCH_PRECISION !== '0';
+/** So does the approvals section (time to resume, parked calls at scale). */
+const withApprovals = upstreamMode === 'stdio' && process.env.BENCH_APPROVALS !== '0';
 
 type Side = 'direct' | 'proxy' | 'gateway';
 
@@ -186,6 +190,12 @@ async function main(res: Resources): Promise<boolean> {
     );
   }
 
+  let approvals: ApprovalsResult | undefined;
+  if (withApprovals) {
+    console.error('bench: approvals (one `countersign serve` process: time to resume, 1,000 parked calls)');
+    approvals = await runApprovals({ dir: res.dir, redisUrl: res.redis.url });
+  }
+
   let precision: PrecisionResult | undefined;
   if (withPrecision) {
     console.error('bench: limiter precision (two `countersign serve` processes, one Redis)');
@@ -227,6 +237,7 @@ async function main(res: Resources): Promise<boolean> {
     aims: judge(results),
     ...(withProxy ? { proxyGoals: judgeProxy(results) } : {}),
     ...(precision ? { precision } : {}),
+    ...(approvals ? { approvals } : {}),
     auditTrail: { events: verified.count, policyEvents, verified: verified.ok },
     notes: notes(machine.loadAverageAtStart, res.load.suppressedWarnings, gatewayWarnings),
   };
