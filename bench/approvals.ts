@@ -39,7 +39,15 @@ const PARKED = 1000;
 const ADMIN_TOKEN = randomBytes(24).toString('hex');
 
 export interface ApprovalsResult {
-  resume: { calls: number; p50Ms: number; p99Ms: number; maxMs: number; resolution: string; goalP99Ms: number; pass: boolean };
+  resume: {
+    calls: number;
+    p50Ms: number;
+    p99Ms: number;
+    maxMs: number;
+    resolution: string;
+    goalP99Ms: number;
+    pass: boolean;
+  };
   scale: {
     parked: number;
     sessions: number;
@@ -67,7 +75,10 @@ async function redisMb(redis: Redis): Promise<number> {
 async function api(base: string, route: string, body?: unknown): Promise<Record<string, unknown>> {
   const res = await fetch(`${base}/api${route}`, {
     method: body === undefined ? 'GET' : 'POST',
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    headers: {
+      authorization: `Bearer ${ADMIN_TOKEN}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   const json = (await res.json()) as Record<string, unknown>;
@@ -105,7 +116,13 @@ export async function runApprovals(options: { dir: string; redisUrl: string }): 
     JSON.stringify({
       listen: { host: '127.0.0.1', port: 0 },
       redis: { url: options.redisUrl, prefix },
-      servers: { everything: { command: process.execPath, args: [EVERYTHING_ENTRY, 'stdio'], policy: 'approval-policy.json' } },
+      servers: {
+        everything: {
+          command: process.execPath,
+          args: [EVERYTHING_ENTRY, 'stdio'],
+          policy: 'approval-policy.json',
+        },
+      },
       data_dir: path.join(dir, 'data'),
     }),
   );
@@ -117,7 +134,9 @@ export async function runApprovals(options: { dir: string; redisUrl: string }): 
     const base = serve.url.replace(/\/mcp$/, '');
     for (let i = 0; i < SESSIONS; i++) {
       const client = new Client({ name: `approvals-${i}`, version: '1.0.0' }, { capabilities: {} });
-      const transport = new StreamableHTTPClientTransport(new URL(`${serve.url}/everything`), { fetch: benchFetch });
+      const transport = new StreamableHTTPClientTransport(new URL(`${serve.url}/everything`), {
+        fetch: benchFetch,
+      });
       await client.connect(transport);
       sessions.push({ client, transport });
     }
@@ -128,20 +147,27 @@ export async function runApprovals(options: { dir: string; redisUrl: string }): 
     const store = new ApprovalStore(redis, prefix);
     for (let i = 0; i < RESUME_CALLS; i++) {
       const answered = hold(first.client, `resume-${i}`);
-      const [id] = await waitFor(async () => {
-        const ids = await pendingIds(base);
-        return ids.length ? ids : undefined;
-      }, 10_000, 'a parked call');
+      const [id] = await waitFor(
+        async () => {
+          const ids = await pendingIds(base);
+          return ids.length ? ids : undefined;
+        },
+        10_000,
+        'a parked call',
+      );
       await api(base, `/approvals/${String(id)}/approve`, { reviewer: 'bench-reviewer' });
       await answered;
     }
     const audit = new AuditLog({ redis, prefix });
     // The result event is written when the upstream call ends: its time minus its duration is when it started.
-    const results = (await audit.query({ type: 'result', limit: 100_000 })).filter((e) => e.reason === 'approved' && e.approvalId);
+    const results = (await audit.query({ type: 'result', limit: 100_000 })).filter(
+      (e) => e.reason === 'approved' && e.approvalId,
+    );
     const delays: number[] = [];
     for (const event of results) {
       const record = await store.get(event.approvalId ?? '');
-      if (record?.decidedAt) delays.push(Math.max(0, Date.parse(event.time) - (event.durationMs ?? 0) - record.decidedAt));
+      if (record?.decidedAt)
+        delays.push(Math.max(0, Date.parse(event.time) - (event.durationMs ?? 0) - record.decidedAt));
     }
     const resumeStats = summarize([delays]);
 
@@ -157,10 +183,14 @@ export async function runApprovals(options: { dir: string; redisUrl: string }): 
         () => false,
       );
     });
-    const ids = await waitFor(async () => {
-      const pending = await pendingIds(base);
-      return pending.length >= PARKED ? pending : undefined;
-    }, 120_000, `${PARKED} parked calls`);
+    const ids = await waitFor(
+      async () => {
+        const pending = await pendingIds(base);
+        return pending.length >= PARKED ? pending : undefined;
+      },
+      120_000,
+      `${PARKED} parked calls`,
+    );
     const parkSeconds = (performance.now() - parkStarted) / 1000;
     const rssParked = await rssMb(serve.pid);
     const redisParked = await redisMb(redis);

@@ -60,6 +60,9 @@ export interface ParkingOptions {
   pollMs: number;
 }
 
+/** Longest a request waits for an approved call that is running (possibly in another process). */
+const RUNNING_WAIT_MS = 10 * 60_000;
+
 interface Holder {
   deliver: (outcome: WaitOutcome) => void;
 }
@@ -279,7 +282,12 @@ export class Parking {
       const pendingNow = async (): Promise<void> => {
         try {
           const record = await this.options.store.get(request.id);
-          if (record?.status === 'pending') return finish({ kind: 'pending', record });
+          if (
+            record?.status === 'pending' ||
+            (record?.status === 'approved' && record.execution === 'running')
+          ) {
+            return finish({ kind: 'pending', record });
+          }
           // Decided meanwhile: the watcher delivers the outcome.
           void call.check();
         } catch {
@@ -303,7 +311,12 @@ export class Parking {
         }
         if (done) return;
         if (!record) return finish({ kind: 'gone' });
-        if (record.status !== 'pending') return; // approved: wait for the execution
+        if (record.status !== 'pending') {
+          // Approved: wait for the single execution, but not forever (its runner may be another process
+          // that died); then the agent is told it was approved and to ask again for the result.
+          holdTimer = setTimeout(() => void pendingNow(), RUNNING_WAIT_MS);
+          return;
+        }
         if (request.holdMs <= 0) return finish({ kind: 'pending', record });
         holdTimer = setTimeout(() => void pendingNow(), request.holdMs);
         const send = request.sendProgress;

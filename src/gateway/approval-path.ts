@@ -270,6 +270,17 @@ async function runApproved(
 }
 
 function pendingAnswer(record: ApprovalRecord, slackOn: boolean): CallToolResult {
+  if (record.status === 'approved') {
+    return {
+      content: [
+        {
+          type: 'text',
+          text: `Approved (id ${record.id}) by ${record.decidedByName || record.decidedBy || 'a reviewer'}; the call is running upstream. Call the same tool with the same arguments again for its result.`,
+        },
+      ],
+      _meta: { [APPROVAL_META_KEY]: { id: record.id, status: 'approved', execution: record.execution } },
+    };
+  }
   const where =
     record.channel && slackOn
       ? `a reviewer has been asked in Slack channel ${record.channel}`
