@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import type { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { connectClient, startTestGateway, toyServer } from './support/gateway.js';
 import type { TestGateway } from './support/gateway.js';
@@ -32,6 +33,11 @@ const POLICY = {
     CloneContainerToECR: {
       action: 'require_approval',
       limits: [{ counter: 'clone', window: 2, max: 2, scope: 'grant' }],
+      approval,
+    },
+    ListClusters: {
+      action: 'require_approval',
+      limits: [{ counter: 'list', window: 4, max: 1, scope: 'grant' }],
       approval,
     },
     DescribeCluster: {
@@ -144,4 +150,39 @@ describe('rate limits and approvals', () => {
         `cloned into backlog-${i}`,
       );
   });
+
+  it('an approved call whose session ends while it waits for its rate window is not used up: the retry runs it', async () => {
+    // Start just after a 4 s window begins, so the second call surely waits for the next one.
+    await new Promise((resolve) => setTimeout(resolve, 4000 - (Date.now() % 4000) + 100));
+    const session = await connectClient(`${gateway.url}/mcp`, { token: AGENT_TOKEN });
+    const park = async (client: Client, id: string) =>
+      (await client.callTool({ name: 'ListClusters', arguments: { id } }, undefined, {
+        timeout: 30_000,
+      })) as CallToolResult;
+    const ids = [approvalOf(await park(session, 'w-1')), approvalOf(await park(session, 'w-2'))];
+    for (const id of ids)
+      await api(gateway.url, `/approvals/${id}/approve`, { method: 'POST', body: { reviewer: ALICE.id } });
+    await until(
+      async () =>
+        (await executions(log)).filter((e) => e.tool === 'ListClusters').length === 1 ? true : undefined,
+      5000,
+      'one run',
+    );
+    const waiting = (await executions(log)).some((e) => e.args.id === 'w-1') ? 'w-2' : 'w-1';
+    // End the MCP session on the gateway (DELETE), as a client that goes away cleanly does.
+    await (session.transport as StreamableHTTPClientTransport).terminateSession();
+    await session.close();
+    const waitingId = ids[waiting === 'w-1' ? 0 : 1] ?? '';
+    await until(
+      async () =>
+        (await api(gateway.url, `/approvals/${waitingId}`)).json.execution === 'none' ? true : undefined,
+      5000,
+      'the claim given back',
+    );
+
+    const result = await call('ListClusters', { id: waiting });
+    expect(result.isError).toBeFalsy();
+    expect(text(result)).toContain(`"id":"${waiting}"`);
+    expect((await executions(log)).filter((e) => e.args.id === waiting)).toHaveLength(1);
+  }, 30_000);
 });

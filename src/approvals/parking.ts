@@ -19,7 +19,8 @@ import type { ApprovalStore } from './store.js';
 /** How the approved call ended upstream, as the audit trail names it. */
 export interface Execution {
   result: CallToolResult;
-  outcome: 'ok' | 'tool_error' | 'upstream_error' | 'interrupted' | 'refused';
+  /** `not_started`: the call never reached the upstream and may still be run by the agent's retry. */
+  outcome: 'ok' | 'tool_error' | 'upstream_error' | 'interrupted' | 'refused' | 'not_started';
 }
 
 export type WaitOutcome =
@@ -176,6 +177,14 @@ class ParkedCall {
           content: [{ type: 'text', text: `the approved call failed: ${(error as Error).message}` }],
         },
       };
+    }
+    if (execution.outcome === 'not_started') {
+      // Its session ended before it could run: give the claim back for the agent's retry.
+      await this.options.store.unclaim(record.id, this.options.processId).catch(() => false);
+      this.running = false;
+      if (this.holders.size > 0) void this.check();
+      else this.maybeDispose();
+      return;
     }
     const delivered = this.holders.size > 0;
     const now = this.options.now();

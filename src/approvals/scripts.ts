@@ -117,6 +117,21 @@ return 1
 `;
 
 /**
+ * unclaim — give the right to execute back when the call never started (its session ended while it waited
+ * for its rate-limit window), so the agent's retry can still run it. Only the claimant can, and only while
+ * the execution is marked running.
+ *   KEYS[1] record   ARGV[1] claimant
+ * Returns 1 when given back.
+ */
+export const UNCLAIM_SCRIPT = `
+local s = redis.call('HMGET', KEYS[1], 'execution', 'executor')
+if s[1] ~= 'running' or s[2] ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'execution', 'none')
+redis.call('HDEL', KEYS[1], 'executionStartedAt', 'executor')
+return 1
+`;
+
+/**
  * finish — record how the single execution ended, and keep its result for the agent's retry when no
  * request was waiting for it.
  *   KEYS[1] record  KEYS[2] binding

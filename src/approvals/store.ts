@@ -11,6 +11,7 @@ import {
   TAKE_SCRIPT,
   TRANSITION_SCRIPT,
   UNBIND_SCRIPT,
+  UNCLAIM_SCRIPT,
 } from './scripts.js';
 
 const createScript = new LuaScript(CREATE_SCRIPT);
@@ -19,6 +20,7 @@ const claimScript = new LuaScript(CLAIM_SCRIPT);
 const finishScript = new LuaScript(FINISH_SCRIPT);
 const takeScript = new LuaScript(TAKE_SCRIPT);
 const unbindScript = new LuaScript(UNBIND_SCRIPT);
+const unclaimScript = new LuaScript(UNCLAIM_SCRIPT);
 
 /** How long a decided approval (and a kept result) stays readable after its expiry time. */
 export const KEEP_AFTER_EXPIRY_SECONDS = 24 * 3600;
@@ -179,6 +181,11 @@ export class ApprovalStore {
 
   async claim(id: string, claimant: string, now: number): Promise<boolean> {
     return (await guarded(() => claimScript.run(this.redis, [this.record(id)], [now, claimant]))) === 1;
+  }
+
+  /** Gives a claim back for a call that never started (see UNCLAIM_SCRIPT). */
+  async unclaim(id: string, claimant: string): Promise<boolean> {
+    return (await guarded(() => unclaimScript.run(this.redis, [this.record(id)], [claimant]))) === 1;
   }
 
   async finish(

@@ -246,7 +246,11 @@ async function runApproved(
     },
   });
   const reservation = await reservePaced(services, decision.limits, subject, sessionSignal);
-  if (!('ok' in reservation)) return refused(reservation);
+  if (!('ok' in reservation)) {
+    if (reservation.reason === 'interrupted')
+      return { outcome: 'not_started', result: refused(reservation).result };
+    return refused(reservation);
+  }
   const approvedBy = record.decidedByName || record.decidedBy || 'a reviewer';
   if (
     !(await auditAllowed(
