@@ -82,7 +82,6 @@ class ParkedCall {
   private again = false;
   private running = false;
   private readonly unsubscribe: () => void;
-  private readonly poll: NodeJS.Timeout;
   disposed = false;
 
   constructor(
@@ -91,8 +90,6 @@ class ParkedCall {
     private readonly onDispose: () => void,
   ) {
     this.unsubscribe = options.events.on(id, () => void this.check());
-    this.poll = setInterval(() => void this.check(), options.pollMs);
-    this.poll.unref();
   }
 
   /** Re-reads the record and acts on it; concurrent triggers collapse into one more pass. */
@@ -228,7 +225,6 @@ class ParkedCall {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    clearInterval(this.poll);
     this.unsubscribe();
     for (const cleanup of this.cleanups.splice(0)) cleanup();
     this.onDispose();
@@ -237,8 +233,26 @@ class ParkedCall {
 
 export class Parking {
   private readonly parked = new Map<string, ParkedCall>();
+  private poll: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: ParkingOptions) {}
+
+  /**
+   * One timer re-reads every watched call in the same tick, so the reads share one pipelined round trip
+   * (the connection auto-pipelines) instead of one timer and one round trip per parked call.
+   */
+  private startPolling(): void {
+    if (this.poll) return;
+    this.poll = setInterval(() => {
+      if (this.parked.size === 0) {
+        clearInterval(this.poll);
+        this.poll = undefined;
+        return;
+      }
+      for (const call of this.parked.values()) void call.check();
+    }, this.options.pollMs);
+    this.poll.unref();
+  }
 
   /** Calls watched by this process (holding requests or live sessions able to run them). */
   get size(): number {
@@ -253,6 +267,7 @@ export class Parking {
       });
       this.parked.set(id, created);
       call = created;
+      this.startPolling();
     }
     return call;
   }
@@ -347,6 +362,8 @@ export class Parking {
 
   /** Stops watching everything (shutdown): the approvals stay in Redis. */
   close(): void {
+    clearInterval(this.poll);
+    this.poll = undefined;
     for (const call of [...this.parked.values()]) call.dispose();
   }
 }
