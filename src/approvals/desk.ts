@@ -33,6 +33,8 @@ export interface DeskOptions {
   groupMembers: GroupMembers;
   /** The email of a Slack user, to recognise a grant owner named by email. */
   userEmail?: (userId: string) => Promise<string | undefined>;
+  /** After an approval reaches its quorum (e.g. queue the background run a task waits for). */
+  onApproved?: (record: ApprovalRecord) => Promise<void>;
   now: () => number;
 }
 
@@ -141,6 +143,7 @@ export class ApprovalDesk {
         reviewer: reviewerLabel(who),
       }),
     );
+    if (status === 'approved') await this.options.onApproved?.(current);
     await this.options.jobs.decided(current);
     if (status === 'expired') return { ok: false, code: 'already_decided', message, record: current };
     return { ok: true, status, votes: current.votes, message, record: current };

@@ -143,18 +143,27 @@ export class ApprovalJobs {
     );
   }
 
+  /**
+   * Expires the approval if it is pending and due (the expire job, or the sweep at start when no process was
+   * running at the expiry time). Returns false when it is not due yet.
+   */
+  async expireNow(id: string): Promise<boolean> {
+    const { store, now } = this.options;
+    const result = await store.transition(id, 'expire', { id: '', name: '' }, '', now());
+    if (result.kind === 'decided') {
+      const record = await store.get(id);
+      if (record) {
+        await this.options.hooks.onExpired(record);
+        await this.decided(record);
+      }
+    }
+    return result.kind !== 'not_due';
+  }
+
   private async process(job: Job<ApprovalJobData, unknown, ApprovalJobName>): Promise<void> {
     const { store, slack, now } = this.options;
     if (job.name === 'expire') {
-      const result = await store.transition(job.data.id, 'expire', { id: '', name: '' }, '', now());
-      if (result.kind === 'decided') {
-        const record = await store.get(job.data.id);
-        if (record) {
-          await this.options.hooks.onExpired(record);
-          await this.decided(record);
-        }
-      }
-      if (result.kind === 'not_due') throw new Error('expire job ran before the expiry time');
+      if (!(await this.expireNow(job.data.id))) throw new Error('expire job ran before the expiry time');
       return;
     }
     const record = await store.get(job.data.id);

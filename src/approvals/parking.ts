@@ -177,31 +177,16 @@ class ParkedCall {
     }
     if (execution.outcome === 'not_started') {
       // Its session ended before it could run: give the claim back for the agent's retry.
-      await this.options.store.unclaim(record.id, this.options.processId).catch(() => false);
+      await this.options.store
+        .unclaim(record.id, this.options.processId, this.options.now())
+        .catch(() => false);
       this.running = false;
       if (this.holders.size > 0) void this.check();
       else this.maybeDispose();
       return;
     }
     const delivered = this.holders.size > 0;
-    const now = this.options.now();
-    try {
-      await this.options.store.finish(
-        record,
-        execution.outcome === 'interrupted' ? 'interrupted' : 'done',
-        execution.outcome,
-        now,
-        delivered ? undefined : JSON.stringify(execution.result),
-        delivered,
-      );
-      const finished = await this.options.store.get(record.id);
-      if (finished) await this.options.jobs.executed(finished);
-    } catch (error) {
-      this.options.logger.error(
-        { err: (error as Error).message, approvalId: record.id },
-        'approval: could not record the execution',
-      );
-    }
+    await recordExecution(this.options, record, execution, delivered);
     this.running = false;
     if (delivered) return this.settle({ kind: 'result', result: execution.result });
     // The result was kept for a retry. Requests that joined while it was being kept must take it like any
@@ -216,6 +201,23 @@ class ParkedCall {
     this.dispose();
   }
 
+  /**
+   * Shutdown: requests holding for a person are answered "pending" now (the approval stays in Redis for the
+   * agent's retry or any other process); an execution running here is left to finish within the grace period.
+   */
+  async release(): Promise<void> {
+    if (this.running || this.holders.size === 0) return;
+    let record: ApprovalRecord | undefined;
+    try {
+      record = await this.options.store.get(this.id);
+    } catch {
+      return this.settle({ kind: 'unavailable' });
+    }
+    if (!record) return this.settle({ kind: 'gone' });
+    if (record.status === 'pending' || record.status === 'approved') this.settle({ kind: 'pending', record });
+    else await this.check();
+  }
+
   maybeDispose(): void {
     if (this.holders.size > 0 || this.running) return;
     if ([...this.executors].some((e) => !e.sessionSignal.aborted)) return;
@@ -228,6 +230,35 @@ class ParkedCall {
     this.unsubscribe();
     for (const cleanup of this.cleanups.splice(0)) cleanup();
     this.onDispose();
+  }
+}
+
+/**
+ * Records how an approved call's single execution ended (and keeps its result for the agent's retry unless a
+ * waiting request got it, and for tasks), then queues the Slack thread reply. Never throws.
+ */
+export async function recordExecution(
+  options: Pick<ParkingOptions, 'store' | 'jobs' | 'logger' | 'now'>,
+  record: ApprovalRecord,
+  execution: Execution,
+  delivered: boolean,
+): Promise<void> {
+  try {
+    await options.store.finish(
+      record,
+      execution.outcome === 'interrupted' ? 'interrupted' : 'done',
+      execution.outcome,
+      options.now(),
+      JSON.stringify(execution.result),
+      delivered,
+    );
+    const finished = await options.store.get(record.id);
+    if (finished) await options.jobs.executed(finished);
+  } catch (error) {
+    options.logger.error(
+      { err: (error as Error).message, approvalId: record.id },
+      'approval: could not record the execution',
+    );
   }
 }
 
@@ -358,6 +389,13 @@ export class Parking {
         }
       });
     });
+  }
+
+  /** See ParkedCall.release: at shutdown, holding requests are told their call is still pending. */
+  async releaseHolders(): Promise<number> {
+    const holding = [...this.parked.values()].filter((call) => call.holders.size > 0);
+    await Promise.all(holding.map((call) => call.release()));
+    return holding.length;
   }
 
   /** Stops watching everything (shutdown): the approvals stay in Redis. */

@@ -45,6 +45,14 @@ export interface ApprovalRecord {
   /** Kept result (JSON of a CallToolResult) waiting for the agent's retry. */
   result?: string;
   delivered: boolean;
+  /** MCP tasks wait for this approval: the background worker runs it once approved. */
+  tasked: boolean;
+  /** The execution's result kept for tasks (read as often as asked, unlike `result`). */
+  taskResult?: string;
+  /** The process that claimed the execution. */
+  executor?: string;
+  executionStartedAt?: number;
+  executionEndedAt?: number;
   slackChannel?: string;
   slackTs?: string;
 }
@@ -99,6 +107,14 @@ const storedSchema = z.object({
     .string()
     .optional()
     .transform((v) => v === '1'),
+  tasked: z
+    .string()
+    .optional()
+    .transform((v) => v === '1'),
+  taskResult: z.string().optional(),
+  executor: optionalText,
+  executionStartedAt: optionalText.transform((v) => (v === undefined ? undefined : Number(v))),
+  executionEndedAt: optionalText.transform((v) => (v === undefined ? undefined : Number(v))),
   slackChannel: optionalText,
   slackTs: optionalText,
 });

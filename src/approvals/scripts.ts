@@ -5,8 +5,10 @@
  *
  * Record: a hash at `<p>approval:<id>` with `status` pending | approved | rejected | expired | cancelled and
  * `execution` none | running | done | interrupted. Indexes: `<p>approvals:pending` and
- * `<p>approvals:pending:<grant>` (sorted by expiry), `<p>approvals:all` (by creation), and a binding key
- * from the exact call (server, tool, grant, argument hash) to its latest approval.
+ * `<p>approvals:pending:<grant>` (sorted by expiry), `<p>approvals:all` (by creation), a binding key
+ * from the exact call (server, tool, grant, argument hash) to its latest approval, `<p>approvals:running`
+ * (executions in progress, to find the ones whose process died) and `<p>approvals:awaiting-execution`
+ * (approved calls parked as MCP tasks, which a background worker runs).
  */
 
 /**
@@ -50,6 +52,7 @@ return { 0, ARGV[4] }
  * decided and when. A click that arrives after the expiry time expires the approval instead of deciding it.
  * With a quorum, each distinct approver counts once and the approval is approved by the vote that reaches it.
  *   KEYS[1] record  KEYS[2] approvers set  KEYS[3] pending index  KEYS[4] grant's pending index
+ *   KEYS[5] awaiting-execution index (a task's approved call is queued there for the background worker)
  *   ARGV[1] verdict: approve | reject | cancel | expire   ARGV[2] reviewer id  ARGV[3] reviewer name
  *   ARGV[4] reason (may be empty)  ARGV[5] now (ms)  ARGV[6] events channel  ARGV[7] id
  * Returns
@@ -93,6 +96,7 @@ if verdict == 'approve' then
     return { 1, votes }
   end
   final('approved', ARGV[2], ARGV[3], '', ARGV[5])
+  if redis.call('HGET', KEYS[1], 'tasked') == '1' then redis.call('ZADD', KEYS[5], now, ARGV[7]) end
   return { 0, 'approved' }
 end
 if verdict == 'reject' then
@@ -106,13 +110,18 @@ return { 0, 'cancelled' }
 /**
  * claim — the right to run an approved call upstream. Guarantee: at most one claim ever succeeds for an
  * approval, whichever process or request asks, so an approved call runs at most once.
- *   KEYS[1] record   ARGV[1] now (ms)   ARGV[2] claimant (process id)
+ * The claimant is recorded, and the id joins the running index, so that if the claimant's process dies
+ * while the call runs, another process marks it interrupted (INTERRUPT_SCRIPT) instead of running it again.
+ *   KEYS[1] record  KEYS[2] running index  KEYS[3] awaiting-execution index
+ *   ARGV[1] now (ms)   ARGV[2] claimant (process id)   ARGV[3] id
  * Returns 1 when claimed, 0 otherwise.
  */
 export const CLAIM_SCRIPT = `
 local s = redis.call('HMGET', KEYS[1], 'status', 'execution')
 if s[1] ~= 'approved' or s[2] ~= 'none' then return 0 end
 redis.call('HSET', KEYS[1], 'execution', 'running', 'executionStartedAt', ARGV[1], 'executor', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+redis.call('ZREM', KEYS[3], ARGV[3])
 return 1
 `;
 
@@ -120,21 +129,62 @@ return 1
  * unclaim — give the right to execute back when the call never started (its session ended while it waited
  * for its rate-limit window), so the agent's retry can still run it. Only the claimant can, and only while
  * the execution is marked running.
- *   KEYS[1] record   ARGV[1] claimant
+ * A task's call goes back to the awaiting-execution index, for the background worker.
+ *   KEYS[1] record  KEYS[2] running index  KEYS[3] awaiting-execution index
+ *   ARGV[1] claimant  ARGV[2] now (ms)  ARGV[3] id
  * Returns 1 when given back.
  */
 export const UNCLAIM_SCRIPT = `
-local s = redis.call('HMGET', KEYS[1], 'execution', 'executor')
+local s = redis.call('HMGET', KEYS[1], 'execution', 'executor', 'tasked')
 if s[1] ~= 'running' or s[2] ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'execution', 'none')
 redis.call('HDEL', KEYS[1], 'executionStartedAt', 'executor')
+redis.call('SREM', KEYS[2], ARGV[3])
+if s[3] == '1' then redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3]) end
+return 1
+`;
+
+/**
+ * interrupt — the process that claimed an execution died while the call ran upstream (its liveness key is
+ * gone). Guarantee: the call is never run again; it is marked interrupted, and the agent's retry or task
+ * gets that news instead of a result. Only applies while the same claimant is still recorded as running.
+ *   KEYS[1] record  KEYS[2] running index  KEYS[3] the claimant's liveness key
+ *   ARGV[1] claimant  ARGV[2] now (ms)  ARGV[3] result JSON to hand out  ARGV[4] events channel  ARGV[5] id
+ * Returns 1 when marked interrupted, 0 when the execution is not (or no longer) orphaned.
+ */
+export const INTERRUPT_SCRIPT = `
+local s = redis.call('HMGET', KEYS[1], 'execution', 'executor', 'tasked')
+if s[1] ~= 'running' or s[2] ~= ARGV[1] then
+  if s[1] ~= 'running' then redis.call('SREM', KEYS[2], ARGV[5]) end
+  return 0
+end
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'execution', 'interrupted', 'outcome', 'interrupted', 'executionEndedAt', ARGV[2],
+  'result', ARGV[3])
+if s[3] == '1' then redis.call('HSET', KEYS[1], 'taskResult', ARGV[3]) end
+redis.call('SREM', KEYS[2], ARGV[5])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+`;
+
+/**
+ * attach task — an agent's task now waits for this approval, so once approved the call runs in the
+ * background (no request needs to be open) and its result is kept for the task.
+ * Guarantee: attaches only while the approval is pending, so no decision can slip past unseen.
+ *   KEYS[1] record
+ * Returns 1 when attached, 0 when the approval is no longer pending (or gone).
+ */
+export const ATTACH_TASK_SCRIPT = `
+if redis.call('HGET', KEYS[1], 'status') ~= 'pending' then return 0 end
+redis.call('HSET', KEYS[1], 'tasked', '1')
 return 1
 `;
 
 /**
  * finish — record how the single execution ended, and keep its result for the agent's retry when no
- * request was waiting for it.
- *   KEYS[1] record  KEYS[2] binding
+ * request was waiting for it. When tasks wait for the approval, the result is also kept for them (a task's
+ * result can be fetched again until the task expires).
+ *   KEYS[1] record  KEYS[2] binding  KEYS[3] running index
  *   ARGV[1] execution: done | interrupted  ARGV[2] outcome  ARGV[3] now (ms)  ARGV[4] result JSON or ''
  *   ARGV[5] '1' when the result was handed to a waiting request  ARGV[6] events channel  ARGV[7] id
  * Returns 1.
@@ -147,6 +197,10 @@ if ARGV[5] == '1' then
 elseif ARGV[4] ~= '' then
   redis.call('HSET', KEYS[1], 'result', ARGV[4])
 end
+if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'tasked') == '1' then
+  redis.call('HSET', KEYS[1], 'taskResult', ARGV[4])
+end
+redis.call('SREM', KEYS[3], ARGV[7])
 redis.call('PUBLISH', ARGV[6], ARGV[7])
 return 1
 `;

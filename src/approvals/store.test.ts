@@ -145,14 +145,14 @@ describe('ApprovalStore (Lua state machine on a real Redis)', () => {
     await store.create(a);
     await store.transition(a.id, 'approve', alice, '', T0 + 1);
     expect(await store.claim(a.id, 'p1', T0 + 2)).toBe(true);
-    expect(await store.unclaim(a.id, 'p2')).toBe(false);
-    expect(await store.unclaim(a.id, 'p1')).toBe(true);
+    expect(await store.unclaim(a.id, 'p2', T0 + 5)).toBe(false);
+    expect(await store.unclaim(a.id, 'p1', T0 + 5)).toBe(true);
     expect((await store.get(a.id))?.execution).toBe('none');
     expect(await store.claim(a.id, 'p2', T0 + 3)).toBe(true);
     const record = await store.get(a.id);
     if (!record) throw new Error('record missing');
     await store.finish(record, 'done', 'ok', T0 + 4, undefined, true);
-    expect(await store.unclaim(a.id, 'p2')).toBe(false);
+    expect(await store.unclaim(a.id, 'p2', T0 + 5)).toBe(false);
   });
 
   it('a kept result is taken once, then the binding is gone', async () => {

@@ -5,9 +5,11 @@ import type { ApprovalSpec } from '../policy/types.js';
 import { newRecordFields, parseStoredRecord } from './record.js';
 import type { ApprovalRecord, ApprovalStatus } from './record.js';
 import {
+  ATTACH_TASK_SCRIPT,
   CLAIM_SCRIPT,
   CREATE_SCRIPT,
   FINISH_SCRIPT,
+  INTERRUPT_SCRIPT,
   TAKE_SCRIPT,
   TRANSITION_SCRIPT,
   UNBIND_SCRIPT,
@@ -21,6 +23,8 @@ const finishScript = new LuaScript(FINISH_SCRIPT);
 const takeScript = new LuaScript(TAKE_SCRIPT);
 const unbindScript = new LuaScript(UNBIND_SCRIPT);
 const unclaimScript = new LuaScript(UNCLAIM_SCRIPT);
+const interruptScript = new LuaScript(INTERRUPT_SCRIPT);
+const attachTaskScript = new LuaScript(ATTACH_TASK_SCRIPT);
 
 /** How long a decided approval (and a kept result) stays readable after its expiry time. */
 export const KEEP_AFTER_EXPIRY_SECONDS = 24 * 3600;
@@ -43,6 +47,8 @@ export interface NewApproval extends BoundCall {
   message: string;
   spec: ApprovalSpec;
   now: number;
+  /** An MCP task waits for it: once approved, the background worker runs the call. */
+  tasked?: boolean;
 }
 
 export type CreateResult =
@@ -101,6 +107,16 @@ export class ApprovalStore {
   private allIndex(): string {
     return `${this.prefix}approvals:all`;
   }
+  private runningIndex(): string {
+    return `${this.prefix}approvals:running`;
+  }
+  private awaitingIndex(): string {
+    return `${this.prefix}approvals:awaiting-execution`;
+  }
+  /** Present while the process with this id is alive (see ExecutionRecovery). */
+  livenessKey(processId: string): string {
+    return `${this.prefix}process:${processId}`;
+  }
   binding(call: BoundCall): string {
     const hash = createHash('sha256')
       .update([call.server, call.tool, call.grant, call.argsSha256].join('\0'))
@@ -110,6 +126,7 @@ export class ApprovalStore {
 
   async create(input: NewApproval): Promise<CreateResult> {
     const fields = newRecordFields({ ...input, createdAt: input.now });
+    if (input.tasked) fields.push('tasked', '1');
     const expiresAt = input.now + input.spec.timeoutSeconds * 1000;
     const reply = (await guarded(() =>
       createScript.run(
@@ -153,7 +170,13 @@ export class ApprovalStore {
     const reply = (await guarded(() =>
       transitionScript.run(
         this.redis,
-        [this.record(id), this.approvers(id), this.pendingIndex(), this.grantIndex(record.grant)],
+        [
+          this.record(id),
+          this.approvers(id),
+          this.pendingIndex(),
+          this.grantIndex(record.grant),
+          this.awaitingIndex(),
+        ],
         [verdict, reviewer.id, reviewer.name, reason, now, this.eventsChannel, id],
       ),
     )) as (number | string)[];
@@ -180,12 +203,53 @@ export class ApprovalStore {
   }
 
   async claim(id: string, claimant: string, now: number): Promise<boolean> {
-    return (await guarded(() => claimScript.run(this.redis, [this.record(id)], [now, claimant]))) === 1;
+    const keys = [this.record(id), this.runningIndex(), this.awaitingIndex()];
+    return (await guarded(() => claimScript.run(this.redis, keys, [now, claimant, id]))) === 1;
   }
 
   /** Gives a claim back for a call that never started (see UNCLAIM_SCRIPT). */
-  async unclaim(id: string, claimant: string): Promise<boolean> {
-    return (await guarded(() => unclaimScript.run(this.redis, [this.record(id)], [claimant]))) === 1;
+  async unclaim(id: string, claimant: string, now: number): Promise<boolean> {
+    const keys = [this.record(id), this.runningIndex(), this.awaitingIndex()];
+    return (await guarded(() => unclaimScript.run(this.redis, keys, [claimant, now, id]))) === 1;
+  }
+
+  /**
+   * Marks an execution whose claimant's process is gone as interrupted (see INTERRUPT_SCRIPT); `result` is
+   * what the agent's retry or task is told.
+   */
+  async interrupt(record: ApprovalRecord, claimant: string, now: number, result: string): Promise<boolean> {
+    const keys = [this.record(record.id), this.runningIndex(), this.livenessKey(claimant)];
+    const args = [claimant, now, result, this.eventsChannel, record.id];
+    return (await guarded(() => interruptScript.run(this.redis, keys, args))) === 1;
+  }
+
+  /** Lets a task wait for a pending approval (see ATTACH_TASK_SCRIPT); false when it is no longer pending. */
+  async attachTask(id: string): Promise<boolean> {
+    return (await guarded(() => attachTaskScript.run(this.redis, [this.record(id)], []))) === 1;
+  }
+
+  /** Ids of approved calls marked running (for the interrupted-execution sweep). */
+  async running(): Promise<string[]> {
+    return guarded(() => this.redis.smembers(this.runningIndex()));
+  }
+
+  /** Approved task calls not claimed yet, approved before `before` (for the background worker's sweep). */
+  async awaitingExecution(before: number): Promise<string[]> {
+    return guarded(() => this.redis.zrangebyscore(this.awaitingIndex(), '-inf', before, 'LIMIT', 0, 1000));
+  }
+
+  /** Drops an id from the awaiting index (its record is gone or can no longer run). */
+  async forgetAwaiting(id: string): Promise<void> {
+    await guarded(() => this.redis.zrem(this.awaitingIndex(), id));
+  }
+
+  /** Marks this process alive for `ttlMs` (its executions are not orphans while the key exists). */
+  async heartbeat(processId: string, ttlMs: number): Promise<void> {
+    await guarded(() => this.redis.set(this.livenessKey(processId), '1', 'PX', ttlMs));
+  }
+
+  async dropHeartbeat(processId: string): Promise<void> {
+    await guarded(() => this.redis.del(this.livenessKey(processId)));
   }
 
   async finish(
@@ -199,7 +263,7 @@ export class ApprovalStore {
     await guarded(() =>
       finishScript.run(
         this.redis,
-        [this.record(record.id), this.binding(record)],
+        [this.record(record.id), this.binding(record), this.runningIndex()],
         [execution, outcome, now, result ?? '', deliveredToWaiter ? '1' : '0', this.eventsChannel, record.id],
       ),
     );

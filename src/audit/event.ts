@@ -48,7 +48,7 @@ export const auditEventSchema = z.object({
   message: z.string().nullable(),
   counters: z.array(auditCounterSchema),
   /** Result events only. */
-  outcome: z.enum(['ok', 'tool_error', 'upstream_error', 'interrupted']).optional(),
+  outcome: z.enum(['ok', 'tool_error', 'upstream_error', 'interrupted', 'task_created']).optional(),
   /** Result events only: time spent upstream. */
   durationMs: z.number().nonnegative().optional(),
   error: z.string().optional(),

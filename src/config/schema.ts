@@ -139,9 +139,25 @@ export const configSchema = z
         progress_interval_ms: z.number().int().min(100).default(15_000),
         /** How often a waiting process re-reads its parked calls (pub/sub is the fast path). */
         poll_ms: z.number().int().min(50).default(5_000),
+        /**
+         * A process that runs an approved call refreshes a liveness key this often times three; when the key
+         * lapses (the process died), another process marks the call interrupted instead of running it again.
+         */
+        liveness_ms: z.number().int().min(1_000).max(300_000).default(15_000),
+        /** MCP tasks: the ttl given when the client asks for none, the longest granted, the poll interval suggested. */
+        task_ttl_ms: z.number().int().min(60_000).max(86_400_000).default(3_600_000),
+        task_max_ttl_ms: z.number().int().min(60_000).max(86_400_000).default(86_400_000),
+        task_poll_interval_ms: z.number().int().min(100).max(60_000).default(2_000),
       })
       .strict()
-      .default({ progress_interval_ms: 15_000, poll_ms: 5_000 }),
+      .default({
+        progress_interval_ms: 15_000,
+        poll_ms: 5_000,
+        liveness_ms: 15_000,
+        task_ttl_ms: 3_600_000,
+        task_max_ttl_ms: 86_400_000,
+        task_poll_interval_ms: 2_000,
+      }),
     /** Largest tool-call `arguments` object, as JSON bytes. */
     max_argument_bytes: z
       .number()

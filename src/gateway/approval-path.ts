@@ -5,22 +5,24 @@
  *   and the expiry → wait as the policy says (hold / return / auto) → on approval run it once, paced by
  *   the tool's limits → answer with the result, the rejection, the expiry, or "pending".
  */
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { CallToolResult, CreateTaskResult } from '@modelcontextprotocol/sdk/types.js';
 import { approvalAudit } from '../approvals/audit.js';
 import type { Execution, WaitOutcome } from '../approvals/parking.js';
 import type { ApprovalRecord } from '../approvals/record.js';
-import { formatDuration } from '../approvals/record.js';
 import { ApprovalStoreUnavailableError } from '../approvals/store.js';
+import { TaskStoreUnavailableError } from '../tasks/store.js';
 import { newUlid } from '../ids/ulid.js';
 import { LimitStoreUnavailableError } from '../limits/counters.js';
-import type { CounterUse, LimitExceeded, LimitSubject, Reservation } from '../limits/counters.js';
+import type { CounterUse, LimitExceeded, LimitSubject } from '../limits/counters.js';
 import type { Decision, LimitSpec } from '../policy/types.js';
 import type { UpstreamConnection } from '../upstream/connection.js';
 import { ruleLabel } from './answers.js';
 import type { RefusalDetail } from './answers.js';
-import { auditAllowed, forward } from './pipeline.js';
+import { executeApproved } from './approved-call.js';
+import { withoutTask } from './pipeline.js';
 import type { DownstreamCall, EventBase } from './pipeline.js';
 import type { CallerIdentity, GatewayServices } from './services.js';
+import { GatewayTasks, refusedDetail } from './tasks.js';
 
 /** Key of the approval's state in a pending answer's `_meta`. */
 export const APPROVAL_META_KEY = 'countersign/approval';
@@ -34,6 +36,8 @@ export interface ApprovalCall {
   connection: UpstreamConnection;
   /** The tool's name upstream. */
   upstreamTool: string;
+  /** The upstream tool's `execution.taskSupport`: `required` means it is run as an upstream task. */
+  upstreamTaskSupport?: string;
   args: Record<string, unknown>;
   decision: ApprovalDecision;
   call: DownstreamCall;
@@ -57,6 +61,10 @@ const STORE_UNAVAILABLE: RefusalDetail = {
   message: 'policy store unavailable (Redis cannot be reached), so no call is allowed; try again shortly.',
 };
 
+function isTaskStoreError(error: unknown): boolean {
+  return error instanceof TaskStoreUnavailableError;
+}
+
 function holdMs(decision: ApprovalDecision): number {
   const { wait, timeoutSeconds, holdForSeconds } = decision.approval;
   if (wait === 'return') return 0;
@@ -64,9 +72,14 @@ function holdMs(decision: ApprovalDecision): number {
   return Math.min(holdForSeconds, timeoutSeconds) * 1000;
 }
 
-export async function handleApprovalCall(ctx: ApprovalCall): Promise<CallToolResult> {
+/**
+ * The approval stage. A task-augmented call (`params.task`) gets a task at once, bound to the approval; once
+ * approved, the background runner executes it and the task gets the result. Otherwise the request waits.
+ */
+export async function handleApprovalCall(ctx: ApprovalCall): Promise<CallToolResult | CreateTaskResult> {
   const { services, caller, base, decision, refuse } = ctx;
   const approvals = services.approvals;
+  const task = ctx.call.params.task;
   const subject: LimitSubject = { server: base.server, grant: caller.grant.id, session: caller.sessionId };
 
   let record: ApprovalRecord | undefined;
@@ -94,6 +107,7 @@ export async function handleApprovalCall(ctx: ApprovalCall): Promise<CallToolRes
         message: decision.message,
         spec: decision.approval,
         now: services.now(),
+        ...(task ? { tasked: true } : {}),
       });
       if (created.kind === 'too_many_pending') {
         return refuse({
@@ -111,8 +125,17 @@ export async function handleApprovalCall(ctx: ApprovalCall): Promise<CallToolRes
         if (parked) return parked;
       }
     }
+    // A task waits for a pending approval (new, or the identical call's); a decided one is answered below.
+    if (
+      task &&
+      record.status === 'pending' &&
+      (record.tasked || (await approvals.store.attachTask(record.id)))
+    ) {
+      base.approvalId = record.id;
+      return await new GatewayTasks(services).forApproval(caller, record, task.ttl);
+    }
   } catch (error) {
-    if (!(error instanceof ApprovalStoreUnavailableError)) throw error;
+    if (!(error instanceof ApprovalStoreUnavailableError) && !isTaskStoreError(error)) throw error;
     return refuse(STORE_UNAVAILABLE);
   }
 
@@ -193,84 +216,23 @@ async function announce(ctx: ApprovalCall, record: ApprovalRecord): Promise<Call
   return undefined;
 }
 
-async function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  await new Promise<void>((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
-
-/**
- * Takes the tool's limits for an approved call, waiting for the next window when they are full: approving a
- * backlog paces it, it never bursts past the policy's limits.
- */
-async function reservePaced(
-  services: GatewayServices,
-  limits: LimitSpec[],
-  subject: LimitSubject,
-  signal: AbortSignal,
-): Promise<Reservation | RefusalDetail> {
-  let storeFailures = 0;
-  for (;;) {
-    if (signal.aborted)
-      return { reason: 'interrupted', message: 'the session ended before the approved call could run' };
-    try {
-      const reserved = await services.limits.reserve(limits, subject, services.now());
-      if (reserved.ok) return reserved;
-      await sleep(Math.max(10, reserved.retryAt.getTime() - services.now()) + Math.random() * 50, signal);
-    } catch (error) {
-      if (!(error instanceof LimitStoreUnavailableError) || ++storeFailures > 30) return STORE_UNAVAILABLE;
-      await sleep(1000, signal);
-    }
-  }
-}
-
 async function runApproved(
   ctx: ApprovalCall,
   record: ApprovalRecord,
   subject: LimitSubject,
 ): Promise<Execution> {
-  const { services, decision } = ctx;
-  const sessionSignal = ctx.call.sessionSignal ?? ctx.call.signal;
-  const base: EventBase = { ...ctx.base, callId: record.callId, approvalId: record.id };
-  const refused = (detail: RefusalDetail): Execution => ({
-    outcome: 'refused',
-    result: {
-      isError: true,
-      content: [{ type: 'text', text: `Countersign could not run the approved call: ${detail.message}` }],
-    },
+  return executeApproved({
+    services: ctx.services,
+    base: { ...ctx.base, callId: record.callId, approvalId: record.id },
+    rule: ctx.decision.rule,
+    limits: ctx.decision.limits,
+    subject,
+    connection: ctx.connection,
+    params: { ...withoutTask(ctx.call.params), name: ctx.upstreamTool },
+    upstreamTask: ctx.upstreamTaskSupport === 'required',
+    signal: ctx.call.sessionSignal ?? ctx.call.signal,
+    record,
   });
-  const reservation = await reservePaced(services, decision.limits, subject, sessionSignal);
-  if (!('ok' in reservation)) {
-    if (reservation.reason === 'interrupted')
-      return { outcome: 'not_started', result: refused(reservation).result };
-    return refused(reservation);
-  }
-  const approvedBy = record.decidedByName || record.decidedBy || 'a reviewer';
-  if (
-    !(await auditAllowed(
-      services,
-      base,
-      decision.rule,
-      `approved by ${approvedBy} (approval ${record.id})`,
-      reservation,
-      'approved',
-    ))
-  ) {
-    return refused({ reason: 'audit_unavailable', message: 'the audit trail cannot be written' });
-  }
-  if (record.decidedAt)
-    services.metrics.resumeDelay.observe(Math.max(0, services.now() - record.decidedAt) / 1000);
-  const forwarded = await forward(services, base, decision.rule, reservation, ctx.connection, {
-    params: { ...ctx.call.params, name: ctx.upstreamTool },
-    signal: sessionSignal,
-  });
-  return { result: forwarded.result, outcome: forwarded.outcome };
 }
 
 function pendingAnswer(record: ApprovalRecord, slackOn: boolean): CallToolResult {
@@ -310,33 +272,6 @@ function pendingAnswer(record: ApprovalRecord, slackOn: boolean): CallToolResult
       },
     },
   };
-}
-
-/** What the agent is told when nobody approved: "Rejected by X: reason", or the expiry, or the cancellation. */
-export function refusedDetail(record: ApprovalRecord, rule: ApprovalDecision['rule']): RefusalDetail {
-  const name = record.decidedByName || record.decidedBy || 'a reviewer';
-  switch (record.status) {
-    case 'rejected':
-      return {
-        reason: 'rejected',
-        message: record.decisionReason
-          ? `Rejected by ${name}: ${record.decisionReason}`
-          : `Rejected by ${name}.`,
-        rule,
-      };
-    case 'expired':
-      return {
-        reason: 'expired',
-        message: `No decision within ${formatDuration(record.timeoutSeconds)}; not executed.`,
-        rule,
-      };
-    default:
-      return {
-        reason: 'cancelled',
-        message: `Approval cancelled${record.decisionReason ? ` (${record.decisionReason})` : ''}; not executed.`,
-        rule,
-      };
-  }
 }
 
 async function answer(

@@ -7,6 +7,7 @@ import { Redis } from 'ioredis';
 import { approvalAudit } from '../approvals/audit.js';
 import { ApprovalDesk } from '../approvals/desk.js';
 import { ApprovalEvents } from '../approvals/events.js';
+import { ApprovalExecutions } from '../approvals/executions.js';
 import { ApprovalJobs } from '../approvals/jobs.js';
 import { Parking } from '../approvals/parking.js';
 import { formatDuration } from '../approvals/record.js';
@@ -71,6 +72,8 @@ export function createApprovalServices(options: ApprovalServicesOptions): Approv
     },
   });
   jobs.start();
+  const executions = new ApprovalExecutions({ redisUrl: options.redisUrl, prefix, logger });
+  const processId = `${process.pid}-${newUlid()}`;
   const desk = new ApprovalDesk({
     store,
     jobs,
@@ -84,6 +87,11 @@ export function createApprovalServices(options: ApprovalServicesOptions): Approv
           throw new Error(`user group ${group} cannot be resolved without Slack`);
         },
     ...(slack ? { userEmail: (user: string) => slack.userEmail(user) } : {}),
+    // A task's approved call runs in the background, in whichever process takes the job.
+    onApproved: async (record) => {
+      // If Redis refuses the job now, the recovery sweep queues it again from the awaiting index.
+      if (record.tasked) await executions.enqueue(record.id).catch(() => undefined);
+    },
     now,
   });
   const parking = new Parking({
@@ -91,17 +99,18 @@ export function createApprovalServices(options: ApprovalServicesOptions): Approv
     events,
     jobs,
     logger,
-    processId: `${process.pid}-${newUlid()}`,
+    processId,
     now,
     progressIntervalMs: config.raw.approvals.progress_interval_ms,
     pollMs: config.raw.approvals.poll_ms,
   });
   metrics.parkedSource = () => parking.size;
-  return { store, events, jobs, desk, parking, ...(slack ? { slack } : {}) };
+  return { store, events, jobs, desk, parking, processId, executions, ...(slack ? { slack } : {}) };
 }
 
 /** Stops the approval machinery of a process: parked calls stay in Redis for any other process. */
 export async function closeApprovals(approvals: ApprovalServices): Promise<void> {
+  await approvals.background?.close();
   approvals.parking.close();
   await approvals.jobs.close();
   await approvals.events.close();

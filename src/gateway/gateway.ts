@@ -2,6 +2,7 @@ import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Redis } from 'ioredis';
 import { closeApprovals, createApprovalServices } from './approval-services.js';
+import { startApprovalBackground } from './approval-background.js';
 import { approvalsApi } from '../http/approvals-api.js';
 import { createSlackApp } from '../slack/app.js';
 import { createHash } from 'node:crypto';
@@ -20,6 +21,7 @@ import { createRedis, waitReady } from '../redis/client.js';
 import { gatewayEvent, writeAudit } from './audit-write.js';
 import { InflightCalls } from './inflight.js';
 import { PolicyBook } from './policy-book.js';
+import { TaskStore } from '../tasks/store.js';
 import type { GatewayServices } from './services.js';
 
 export interface GatewayOptions {
@@ -84,9 +86,11 @@ export async function createServices(
     logger,
     inflight: new InflightCalls(),
     approvals,
+    tasks: new TaskStore(redis, prefix),
     now,
   };
   ref.services = services;
+  approvals.background = startApprovalBackground(services);
   return { services, redis };
 }
 
@@ -177,6 +181,11 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const close = (): Promise<void> => {
     closing ??= (async () => {
       mcp.stopAccepting();
+      // Requests holding for a person are told "pending" (their approvals stay parked in Redis).
+      if ((await services.approvals.parking.releaseHolders()) > 0) {
+        // Let those answers reach the wire before the sessions close.
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
       const grace = config.raw.shutdown_grace_ms;
       const drained = await services.inflight.drained(grace);
       if (!drained)

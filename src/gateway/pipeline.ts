@@ -1,13 +1,24 @@
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { CallToolResultSchema, ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
-import type { CallToolRequest, CallToolResult, Progress } from '@modelcontextprotocol/sdk/types.js';
+import {
+  CallToolResultSchema,
+  CreateTaskResultSchema,
+  ErrorCode,
+  McpError,
+} from '@modelcontextprotocol/sdk/types.js';
+import type {
+  CallToolRequest,
+  CallToolResult,
+  CreateTaskResult,
+  Progress,
+  Tool,
+} from '@modelcontextprotocol/sdk/types.js';
 import { newUlid } from '../ids/ulid.js';
 import { hashArguments, redactArguments } from '../audit/args.js';
 import type { AuditEvent, AuditOutcome } from '../audit/event.js';
 import { LimitStoreUnavailableError } from '../limits/counters.js';
 import type { CounterUse, Reservation } from '../limits/counters.js';
-import { decide } from '../policy/decide.js';
+import { decide, findRule, isHidden } from '../policy/decide.js';
 import type { RuleRef } from '../policy/types.js';
 import { UpstreamInterruptedError, UpstreamUnavailableError } from '../upstream/connection.js';
 import type { UpstreamConnection } from '../upstream/connection.js';
@@ -18,6 +29,7 @@ import { MAX_PARAMS_DEPTH, nestedDeeperThan } from './json-depth.js';
 import type { RefusalDetail } from './answers.js';
 import type { ToolCatalog } from './catalog.js';
 import type { CallerIdentity, GatewayServices } from './services.js';
+import { GatewayTasks } from './tasks.js';
 
 /** What the pipeline needs from the downstream request being handled. */
 export interface DownstreamCall {
@@ -27,6 +39,27 @@ export interface DownstreamCall {
   sessionSignal?: AbortSignal;
   /** Relays an upstream progress notification to the client under the client's own token. */
   sendProgress?: (progress: Progress) => Promise<void>;
+  /** The upstream tool only runs as a task: call it as one and wait for its result (approved calls). */
+  upstreamTask?: boolean;
+}
+
+/** How a tool takes task-augmented calls through the gateway (spec: `execution.taskSupport`). */
+export type TaskSupport = 'forbidden' | 'optional' | 'required';
+
+/** Whether the upstream server itself runs this tool as a task (capability and tool both say so). */
+export function upstreamTaskSupport(connection: UpstreamConnection, tool: Tool): TaskSupport {
+  if (!connection.capabilities.tasks?.requests?.tools?.call) return 'forbidden';
+  const support = tool.execution?.taskSupport;
+  return support === 'optional' || support === 'required' ? support : 'forbidden';
+}
+
+/**
+ * What the gateway lists for a tool: a tool a person may have to approve takes tasks (`optional`, or what the
+ * upstream declared when stricter); any other tool takes what its upstream takes.
+ */
+export function exposedTaskSupport(mayNeedApproval: boolean, upstream: TaskSupport): TaskSupport {
+  if (mayNeedApproval) return upstream === 'required' ? 'required' : 'optional';
+  return upstream;
 }
 
 export type EventBase = Omit<
@@ -46,7 +79,7 @@ export async function handleToolCall(
   catalog: ToolCatalog,
   connections: ReadonlyMap<string, UpstreamConnection>,
   call: DownstreamCall,
-): Promise<CallToolResult> {
+): Promise<CallToolResult | CreateTaskResult> {
   const started = performance.now();
   const { config, metrics } = services;
   const parsedName = catalog.parse(call.params.name);
@@ -127,6 +160,20 @@ export async function handleToolCall(
   if (!connection) return refuseAsUnknown('unknown_tool');
 
   const policy = services.policies.resolve(routed.server, caller.grant.id);
+  const upstreamTasks = upstreamTaskSupport(connection, routed.tool);
+  if (call.params.task !== undefined && policy && !isHidden(policy, routed.tool.name)) {
+    const support = exposedTaskSupport(
+      findRule(policy, routed.tool.name)?.approval !== undefined,
+      upstreamTasks,
+    );
+    if (support === 'forbidden') {
+      // Spec: a tool listed without task support answers a task-augmented call with -32601.
+      throw new McpError(
+        ErrorCode.MethodNotFound,
+        `Tool ${call.params.name} does not support task-augmented calls (its execution.taskSupport is "forbidden"); call it without "task"`,
+      );
+    }
+  }
   const decision = decide(policy, { tool: routed.tool.name, args }, { grant: caller.grant });
   if (decision.kind === 'deny') {
     if (decision.reason === 'hidden') return refuseAsUnknown('hidden');
@@ -140,6 +187,7 @@ export async function handleToolCall(
       base,
       connection,
       upstreamTool: routed.tool.name,
+      upstreamTaskSupport: upstreamTasks,
       args,
       decision,
       call,
@@ -171,8 +219,12 @@ export async function handleToolCall(
   const allowed = await auditAllowed(services, base, decision.rule, decision.message, reservation, 'allowed');
   if (!allowed) return refuse(AUDIT_UNAVAILABLE);
   metrics.calls.inc({ server: base.server, decision: 'allow', reason: 'allowed' });
+  // A task-augmented call goes to the upstream as a task only when the upstream runs that tool as one; the
+  // gateway answers the others with a task that is already settled (see GatewayTasks.settled).
+  const params =
+    call.params.task !== undefined && upstreamTasks === 'forbidden' ? withoutTask(call.params) : call.params;
   const forwarded = await forward(services, base, decision.rule, reservation, connection, {
-    params: { ...call.params, name: routed.tool.name },
+    params: { ...params, name: routed.tool.name },
     signal: call.signal,
     ...(call.sendProgress ? { sendProgress: call.sendProgress } : {}),
   });
@@ -181,7 +233,15 @@ export async function handleToolCall(
     (performance.now() - started) / 1000,
   );
   if (forwarded.error) throw forwarded.error;
+  if (forwarded.created)
+    return new GatewayTasks(services).fromUpstream(caller, routed.server, forwarded.created);
   return forwarded.result;
+}
+
+/** The params of a tools/call without its task request. */
+export function withoutTask(params: CallToolRequest['params']): CallToolRequest['params'] {
+  const { task: _task, ...rest } = params;
+  return rest;
 }
 
 const AUDIT_UNAVAILABLE: RefusalDetail = {
@@ -216,6 +276,8 @@ export async function auditAllowed(
 
 export interface Forwarded {
   result: CallToolResult;
+  /** The upstream answered a task-augmented call with a task of its own. */
+  created?: CreateTaskResult;
   outcome: AuditOutcome;
   /** Set when the upstream call failed: the JSON-RPC error to answer with. */
   error?: McpError;
@@ -244,6 +306,30 @@ export async function forward(
     let relayedProgress = false;
     const relay = call.sendProgress;
     try {
+      if (call.params.task !== undefined) {
+        const created = await connection.request(
+          { method: 'tools/call', params: call.params },
+          CreateTaskResultSchema,
+          { signal: call.signal },
+        );
+        outcome = 'task_created';
+        return { outcome, created, result: { content: [] } };
+      }
+      if (call.upstreamTask) {
+        // The upstream runs this tool only as a task: create it and wait for its result.
+        const created = await connection.request(
+          { method: 'tools/call', params: { ...call.params, task: {} } },
+          CreateTaskResultSchema,
+          { signal: call.signal },
+        );
+        const result = await connection.request(
+          { method: 'tasks/result', params: { taskId: created.task.taskId } },
+          CallToolResultSchema,
+          { signal: call.signal },
+        );
+        if (result.isError) outcome = 'tool_error';
+        return { result, outcome };
+      }
       const result = (await connection.request(
         { method: 'tools/call', params: call.params },
         CallToolResultSchema,

@@ -1,10 +1,12 @@
 import type { ApprovalDesk } from '../approvals/desk.js';
 import type { ApprovalEvents } from '../approvals/events.js';
+import type { ApprovalExecutions } from '../approvals/executions.js';
 import type { ApprovalJobs } from '../approvals/jobs.js';
 import type { Parking } from '../approvals/parking.js';
 import type { ApprovalStore } from '../approvals/store.js';
 import type { AuditLog } from '../audit/log.js';
 import type { SlackApi } from '../slack/web.js';
+import type { TaskStore } from '../tasks/store.js';
 import type { AuditSpool } from '../audit/spool.js';
 import type { GatewayConfig, Grant } from '../config/load.js';
 import type { LimitCounters } from '../limits/counters.js';
@@ -22,6 +24,12 @@ export interface ApprovalServices {
   parking: Parking;
   /** Present when SLACK_BOT_TOKEN is set. */
   slack?: SlackApi;
+  /** This process's id in claims and its liveness key. */
+  processId: string;
+  /** The queue of approved calls that tasks wait for. */
+  executions: ApprovalExecutions;
+  /** The runner and recovery sweep, once started (see approval-background.ts). */
+  background?: { close(): Promise<void> };
 }
 
 /** The long-lived parts every session of one gateway process shares. */
@@ -37,6 +45,8 @@ export interface GatewayServices {
   logger: Logger;
   inflight: InflightCalls;
   approvals: ApprovalServices;
+  /** MCP tasks (task-augmented tool calls), shared by every process through Redis. */
+  tasks: TaskStore;
   /** Milliseconds since the epoch; injectable for tests. */
   now: () => number;
 }

@@ -2,6 +2,10 @@ import { setMaxListeners } from 'node:events';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import {
   CallToolRequestSchema,
+  CancelTaskRequestSchema,
+  GetTaskPayloadRequestSchema,
+  GetTaskRequestSchema,
+  ListTasksRequestSchema,
   CompleteRequestSchema,
   CompleteResultSchema,
   EmptyResultSchema,
@@ -34,11 +38,12 @@ import type {
   Tool,
 } from '@modelcontextprotocol/sdk/types.js';
 import type { ServerEntry } from '../config/load.js';
-import { isHidden } from '../policy/decide.js';
+import { findRule, isHidden } from '../policy/decide.js';
 import { UpstreamConnection } from '../upstream/connection.js';
 import { ToolCatalog } from './catalog.js';
 import { handle } from './handlers.js';
-import { handleToolCall } from './pipeline.js';
+import { exposedTaskSupport, handleToolCall, upstreamTaskSupport } from './pipeline.js';
+import { GatewayTasks } from './tasks.js';
 import type { CallerIdentity, GatewayServices } from './services.js';
 import { UpstreamRouter } from './router.js';
 
@@ -49,6 +54,11 @@ export interface SessionOptions {
   clientInfo: Implementation;
   clientCapabilities: ClientCapabilities;
 }
+
+/** Added to the description of a tool whose calls may wait for a person. */
+export const APPROVAL_NOTE =
+  '[Countersign] A person may have to approve calls to this tool before they run; such a call waits for them ' +
+  '(up to the approval timeout). Call it as a task to get a task at once and its result later.';
 
 const GATEWAY_INFO: Implementation = { name: 'countersign', version: '0.1.0' };
 
@@ -68,6 +78,7 @@ export class GatewaySession {
   private readonly lifetime = lifetimeController();
   /** Requests from upstream wait until the client has finished initializing (spec: nothing but pings before). */
   private readonly clientReady: Promise<void>;
+  private readonly tasks: GatewayTasks;
 
   private constructor(
     private readonly services: GatewayServices,
@@ -75,6 +86,7 @@ export class GatewaySession {
     private readonly connections: Map<string, UpstreamConnection>,
   ) {
     const prefixed = connections.size > 1;
+    this.tasks = new GatewayTasks(services);
     this.catalog = new ToolCatalog(connections, prefixed);
     this.router = new UpstreamRouter(connections, prefixed);
     const single = prefixed ? undefined : [...connections.values()][0];
@@ -98,10 +110,12 @@ export class GatewaySession {
       markReady = resolve;
     });
     for (const entry of options.servers) {
+      // The client's own task support is not offered upstream: the gateway does not relay client-side tasks.
+      const { tasks: _clientTasks, ...clientCapabilities } = options.clientCapabilities;
       const connection = new UpstreamConnection(
         entry,
         options.clientInfo,
-        options.clientCapabilities,
+        clientCapabilities,
         {
           notification: async (n) => {
             await sessionReady;
@@ -145,7 +159,7 @@ export class GatewaySession {
         this.openRequests.add(extra.requestId);
         try {
           const token = request.params._meta?.progressToken;
-          return await handleToolCall(this.services, this.caller, this.catalog, this.connections, {
+          const result = await handleToolCall(this.services, this.caller, this.catalog, this.connections, {
             params: request.params,
             signal: extra.signal,
             sessionSignal: this.lifetime.signal,
@@ -159,10 +173,30 @@ export class GatewaySession {
                 }
               : {}),
           });
+          const task = request.params.task;
+          // Asked as a task but answered at once (refused, or allowed and run): the answer becomes a settled task.
+          if (task && !('task' in result)) {
+            const server = this.catalog.parse(request.params.name)?.server ?? '';
+            return await this.tasks.settled(this.caller, server, result, task.ttl);
+          }
+          return result;
         } finally {
           this.openRequests.delete(extra.requestId);
         }
       });
+      const upstreams = (server: string): UpstreamConnection | undefined => this.connections.get(server);
+      handle(this.server, GetTaskRequestSchema, async (request, extra) =>
+        this.tasks.get(this.caller, request.params.taskId, upstreams, extra.signal),
+      );
+      handle(this.server, GetTaskPayloadRequestSchema, async (request, extra) =>
+        this.tasks.result(this.caller, request.params.taskId, upstreams, extra.signal),
+      );
+      handle(this.server, ListTasksRequestSchema, async (request, extra) =>
+        this.tasks.list(this.caller, request.params?.cursor, upstreams, extra.signal),
+      );
+      handle(this.server, CancelTaskRequestSchema, async (request, extra) =>
+        this.tasks.cancel(this.caller, request.params.taskId, upstreams, extra.signal),
+      );
     }
     if (caps.resources) {
       handle(this.server, ListResourcesRequestSchema, async (request, extra) =>
@@ -247,9 +281,21 @@ export class GatewaySession {
       [...this.connections.keys()].map(async (server) => {
         const policy = this.services.policies.resolve(server, this.caller.grant.id);
         const tools = await this.catalog.toolsOf(server);
+        const connection = this.connections.get(server);
         return tools
           .filter((tool) => policy !== undefined && !isHidden(policy, tool.name))
-          .map((tool) => ({ ...tool, name: this.catalog.exposedName(server, tool.name) }));
+          .map((tool) => {
+            const exposed = { ...tool, name: this.catalog.exposedName(server, tool.name) };
+            const mayNeedApproval =
+              policy !== undefined && findRule(policy, tool.name)?.approval !== undefined;
+            if (!mayNeedApproval || !connection) return exposed;
+            const taskSupport = exposedTaskSupport(true, upstreamTaskSupport(connection, tool));
+            return {
+              ...exposed,
+              description: `${tool.description ?? ''}${tool.description ? '\n\n' : ''}${APPROVAL_NOTE}`,
+              execution: { ...tool.execution, taskSupport },
+            };
+          });
       }),
     );
     return lists.flat();
@@ -296,7 +342,11 @@ export class GatewaySession {
 export function mergeCapabilities(all: readonly ServerCapabilities[]): ServerCapabilities {
   const merged: ServerCapabilities = {};
   for (const caps of all) {
-    if (caps.tools) merged.tools = { listChanged: true };
+    if (caps.tools) {
+      merged.tools = { listChanged: true };
+      // Calls a person must approve can be made as tasks; the gateway keeps the tasks (in Redis).
+      merged.tasks = { list: {}, cancel: {}, requests: { tools: { call: {} } } };
+    }
     if (caps.resources) {
       merged.resources = {
         subscribe: Boolean(merged.resources?.subscribe || caps.resources.subscribe),

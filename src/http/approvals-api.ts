@@ -161,23 +161,19 @@ export function approvalsApi(
         const text = await readBody(req, 16 * 1024);
         const parsed = decisionBody.safeParse(JSON.parse(text));
         if (!parsed.success) {
-          res
-            .status(400)
-            .json({
-              error: `expected {"reviewer": "...", "reason"?: "..."}: ${z.prettifyError(parsed.error)}`,
-            });
+          res.status(400).json({
+            error: `expected {"reviewer": "...", "reason"?: "..."}: ${z.prettifyError(parsed.error)}`,
+          });
           return;
         }
         body = parsed.data;
       } catch (error) {
-        res
-          .status(error instanceof BodyTooLargeError ? 413 : 400)
-          .json({
-            error:
-              error instanceof BodyTooLargeError
-                ? error.message
-                : `the body is not valid JSON: ${(error as Error).message}`,
-          });
+        res.status(error instanceof BodyTooLargeError ? 413 : 400).json({
+          error:
+            error instanceof BodyTooLargeError
+              ? error.message
+              : `the body is not valid JSON: ${(error as Error).message}`,
+        });
         return;
       }
       const answer = await services.approvals.desk.decide(

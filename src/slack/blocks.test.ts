@@ -27,6 +27,7 @@ const record: ApprovalRecord = {
   votes: 0,
   execution: 'none',
   delivered: false,
+  tasked: false,
 };
 
 describe('approval message blocks', () => {

@@ -1,0 +1,112 @@
+/**
+ * Running an approved call, once: take the tool's limits (waiting for the next window when they are full, so
+ * approving a backlog paces it), write the `approved` decision to the audit trail, forward it upstream.
+ * Used by the request or session that parked the call, and by the background runner for MCP tasks.
+ */
+import type { CallToolRequest } from '@modelcontextprotocol/sdk/types.js';
+import type { Execution } from '../approvals/parking.js';
+import type { ApprovalRecord } from '../approvals/record.js';
+import { LimitStoreUnavailableError } from '../limits/counters.js';
+import type { LimitSubject, Reservation } from '../limits/counters.js';
+import type { LimitSpec, RuleRef } from '../policy/types.js';
+import type { UpstreamConnection } from '../upstream/connection.js';
+import type { RefusalDetail } from './answers.js';
+import { auditAllowed, forward } from './pipeline.js';
+import type { EventBase } from './pipeline.js';
+import type { GatewayServices } from './services.js';
+
+export interface ApprovedRun {
+  services: GatewayServices;
+  /** The audit fields of the call, with its approval id. */
+  base: EventBase;
+  rule: RuleRef;
+  limits: LimitSpec[];
+  subject: LimitSubject;
+  connection: UpstreamConnection;
+  /** The tools/call params as the upstream expects them (upstream tool name, no `task`). */
+  params: CallToolRequest['params'];
+  /** The upstream tool only runs as a task: it is called as one and its result awaited. */
+  upstreamTask: boolean;
+  /** Aborts the wait for a rate window (the call then has not started) and the upstream call. */
+  signal: AbortSignal;
+  record: ApprovalRecord;
+}
+
+const STORE_UNAVAILABLE: RefusalDetail = {
+  reason: 'store_unavailable',
+  message: 'policy store unavailable (Redis cannot be reached), so no call is allowed; try again shortly.',
+};
+
+function refused(detail: RefusalDetail): Execution {
+  return {
+    outcome: 'refused',
+    result: {
+      isError: true,
+      content: [{ type: 'text', text: `Countersign could not run the approved call: ${detail.message}` }],
+    },
+  };
+}
+
+export async function executeApproved(run: ApprovedRun): Promise<Execution> {
+  const { services, record } = run;
+  const reservation = await reservePaced(services, run.limits, run.subject, run.signal);
+  if (!('ok' in reservation)) {
+    if (reservation.reason === 'interrupted')
+      return { outcome: 'not_started', result: refused(reservation).result };
+    return refused(reservation);
+  }
+  const approvedBy = record.decidedByName || record.decidedBy || 'a reviewer';
+  const audited = await auditAllowed(
+    services,
+    run.base,
+    run.rule,
+    `approved by ${approvedBy} (approval ${record.id})`,
+    reservation,
+    'approved',
+  );
+  if (!audited) return refused({ reason: 'audit_unavailable', message: 'the audit trail cannot be written' });
+  if (record.decidedAt)
+    services.metrics.resumeDelay.observe(Math.max(0, services.now() - record.decidedAt) / 1000);
+  const forwarded = await forward(services, run.base, run.rule, reservation, run.connection, {
+    params: run.params,
+    signal: run.signal,
+    ...(run.upstreamTask ? { upstreamTask: true } : {}),
+  });
+  // The params carry no task, so the upstream answers with a result, never a task of its own.
+  const outcome = forwarded.outcome === 'task_created' ? 'upstream_error' : forwarded.outcome;
+  return { result: forwarded.result, outcome };
+}
+
+async function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** Takes the tool's limits for an approved call, waiting for the next window while they are full. */
+async function reservePaced(
+  services: GatewayServices,
+  limits: LimitSpec[],
+  subject: LimitSubject,
+  signal: AbortSignal,
+): Promise<Reservation | RefusalDetail> {
+  let storeFailures = 0;
+  for (;;) {
+    if (signal.aborted)
+      return { reason: 'interrupted', message: 'the gateway stopped before the approved call could run' };
+    try {
+      const reserved = await services.limits.reserve(limits, subject, services.now());
+      if (reserved.ok) return reserved;
+      await sleep(Math.max(10, reserved.retryAt.getTime() - services.now()) + Math.random() * 50, signal);
+    } catch (error) {
+      if (!(error instanceof LimitStoreUnavailableError) || ++storeFailures > 30) return STORE_UNAVAILABLE;
+      await sleep(1000, signal);
+    }
+  }
+}

@@ -1,0 +1,197 @@
+/**
+ * Runs approved calls that MCP tasks wait for, with no agent request open: in whichever gateway process takes
+ * the execution job, over this process's own connection to the upstream server (no client stands behind it,
+ * so the upstream cannot ask for sampling, elicitation or roots during such a call).
+ *
+ * The policy is read again first: a call the policy in force now denies is not run, and its grant must still
+ * exist. Then one claim (Lua, across all processes) wins the right to run it; the run is the same as for a
+ * held request (approved-call.ts), and its result is kept for the task.
+ */
+import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
+import type { Execution } from '../approvals/parking.js';
+import { recordExecution } from '../approvals/parking.js';
+import type { ApprovalRecord } from '../approvals/record.js';
+import { redactArguments } from '../audit/args.js';
+import type { Grant } from '../config/load.js';
+import { decide } from '../policy/decide.js';
+import { UpstreamConnection } from '../upstream/connection.js';
+import { refusal } from './answers.js';
+import { executeApproved } from './approved-call.js';
+import { writeAudit } from './audit-write.js';
+import { ToolCatalog } from './catalog.js';
+import { decisionEvent, upstreamTaskSupport } from './pipeline.js';
+import type { EventBase } from './pipeline.js';
+import type { GatewayServices } from './services.js';
+
+const RUNNER_INFO = { name: 'countersign-runner', version: '0.1.0' };
+
+/** The audit fields of a parked call, rebuilt from its approval record. */
+export function eventBaseOf(record: ApprovalRecord, keepArguments: boolean): EventBase {
+  return {
+    callId: record.callId,
+    grant: record.grant,
+    owner: record.owner,
+    session: record.session,
+    server: record.server,
+    tool: record.tool,
+    argsSha256: record.argsSha256,
+    ...(keepArguments ? { args: record.args } : { argsRedacted: redactArguments(record.args) }),
+    approvalId: record.id,
+  };
+}
+
+/** What an interrupted call's retry or task is told. */
+export function interruptedResult(record: ApprovalRecord): string {
+  return JSON.stringify(
+    refusal(record.server, record.tool, {
+      reason: 'interrupted',
+      message:
+        `the approved call (approval ${record.id}) was interrupted: the gateway process running it stopped while ` +
+        'the call was in progress upstream. It may or may not have taken effect, and it was not run again. ' +
+        'Check its effect before calling again (a new call asks for a new approval).',
+    }),
+  );
+}
+
+export class ApprovedCallRunner {
+  private readonly connections = new Map<string, Promise<UpstreamConnection>>();
+  /** Connections once open, by server: the catalog reads them (a live map). */
+  private readonly open = new Map<string, UpstreamConnection>();
+  private readonly catalog = new ToolCatalog(this.open, false);
+  private readonly stopping = new AbortController();
+
+  constructor(
+    private readonly services: GatewayServices,
+    private readonly processId: string,
+  ) {}
+
+  /** Runs the approved call once, if it is approved, unclaimed, and still allowed; otherwise does nothing. */
+  async run(approvalId: string): Promise<void> {
+    const { services } = this;
+    const { store } = services.approvals;
+    const record = await store.get(approvalId);
+    if (!record || record.status !== 'approved' || record.execution !== 'none') return;
+    const keep = services.config.raw.audit.keep_arguments;
+    const base = eventBaseOf(record, keep);
+    const grant: Grant | undefined = services.config.grants.find((g) => g.id === record.grant);
+    const policy = services.policies.resolve(record.server, record.grant);
+    const decision = grant ? decide(policy, { tool: record.tool, args: record.args }, { grant }) : undefined;
+    if (!(await store.claim(record.id, this.processId, services.now()))) return;
+
+    let execution: Execution;
+    if (!grant || !decision || decision.kind === 'deny') {
+      const message = !grant
+        ? `grant ${record.grant} no longer exists, so the approved call was not run`
+        : `the policy in force now denies this call (${decision?.message ?? 'no policy'}), so the approved call was not run`;
+      await writeAudit(
+        services,
+        decisionEvent(
+          services.now(),
+          base,
+          'deny',
+          {
+            reason: decision?.kind === 'deny' ? decision.reason : 'no_policy',
+            message,
+            ...(decision ? { rule: decision.rule } : {}),
+          },
+          [],
+        ),
+      );
+      execution = {
+        outcome: 'refused',
+        result: refusal(record.server, record.tool, { reason: 'policy_changed', message }),
+      };
+    } else {
+      execution = await this.execute(record, base, decision.rule, decision.limits);
+    }
+    if (execution.outcome === 'not_started') {
+      // Stopping before it could start (waiting for its rate window): another process (or the next start) runs it.
+      await store.unclaim(record.id, this.processId, services.now()).catch(() => false);
+      return;
+    }
+    await recordExecution(
+      { ...services.approvals, logger: services.logger, now: services.now },
+      record,
+      execution,
+      false,
+    );
+  }
+
+  private async execute(
+    record: ApprovalRecord,
+    base: EventBase,
+    rule: Parameters<typeof executeApproved>[0]['rule'],
+    limits: Parameters<typeof executeApproved>[0]['limits'],
+  ): Promise<Execution> {
+    let connection: UpstreamConnection;
+    let support: ReturnType<typeof upstreamTaskSupport> = 'forbidden';
+    try {
+      connection = await this.connection(record.server);
+      const tool = (await this.catalog.toolsOf(record.server)).find((t) => t.name === record.tool);
+      if (tool) support = upstreamTaskSupport(connection, tool);
+    } catch (error) {
+      return {
+        outcome: 'upstream_error',
+        result: refusal(record.server, record.tool, {
+          reason: 'upstream_unavailable',
+          message: `the approved call could not be sent: ${(error as Error).message}`,
+        }),
+      };
+    }
+    return executeApproved({
+      services: this.services,
+      base,
+      rule,
+      limits,
+      subject: { server: record.server, grant: record.grant, session: record.session },
+      connection,
+      params: { name: record.tool, arguments: record.args },
+      upstreamTask: support === 'required',
+      signal: this.stopping.signal,
+      record,
+    });
+  }
+
+  /** This process's runner connection to `server`, opened on first use. */
+  private connection(server: string): Promise<UpstreamConnection> {
+    let pending = this.connections.get(server);
+    if (!pending) {
+      const entry = this.services.config.servers.find((s) => s.name === server);
+      if (!entry) return Promise.reject(new McpError(ErrorCode.InvalidParams, `no server named ${server}`));
+      const connection = new UpstreamConnection(
+        entry,
+        RUNNER_INFO,
+        {},
+        {
+          notification: async () => undefined,
+          request: async () => {
+            throw new McpError(
+              ErrorCode.MethodNotFound,
+              'this call was approved and runs in the background: no client is attached to answer requests',
+            );
+          },
+          reconnected: () => this.catalog.invalidate(server),
+        },
+        this.services.logger.child({ server, session: 'approved-runner' }),
+      );
+      pending = connection.connect().then(() => {
+        this.open.set(server, connection);
+        return connection;
+      });
+      pending.catch(() => this.connections.delete(server));
+      this.connections.set(server, pending);
+    }
+    return pending;
+  }
+
+  /** Stops waiting for rate windows: those calls are given back unstarted, for another process or the next start. */
+  stop(): void {
+    this.stopping.abort();
+  }
+
+  async close(): Promise<void> {
+    this.stop();
+    const opened = await Promise.allSettled(this.connections.values());
+    await Promise.all(opened.map((o) => (o.status === 'fulfilled' ? o.value.close() : Promise.resolve())));
+  }
+}
