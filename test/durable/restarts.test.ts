@@ -1,0 +1,318 @@
+/**
+ * Restarts and crashes with calls parked for approval, with real processes: `countersign serve` children that
+ * are killed for real (SIGKILL, SIGTERM), real Redis, the fake Slack API, and the SDK client (tasks and plain
+ * calls). Nothing parked is lost, nothing approved runs twice, nothing unapproved runs.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { CallToolResultSchema, CreateTaskResultSchema } from '@modelcontextprotocol/sdk/types.js';
+import type { CallToolResult, CreateTaskResult } from '@modelcontextprotocol/sdk/types.js';
+import { AuditLog } from '../../src/audit/log.js';
+import { startServe } from '../support/cli.js';
+import type { ServeProcess } from '../support/cli.js';
+import { clickPayload, postInteraction, startFakeSlack } from '../support/fake-slack.js';
+import type { FakeSlack } from '../support/fake-slack.js';
+import { connectClient, toyServer } from '../support/gateway.js';
+import { connectTestRedis, dropPrefix, testRedisUrl, uniquePrefix } from '../support/redis.js';
+import {
+  AGENT_TOKEN,
+  ALICE,
+  CHANNEL,
+  SIGNING_SECRET,
+  api,
+  approvalIdOf,
+  executions,
+  sha,
+  slackEnv,
+  text,
+  until,
+} from '../support/approvals.js';
+
+const POLICY = {
+  version: '1',
+  default: 'deny',
+  tools: {
+    CloneContainerToECR: {
+      action: 'require_approval',
+      approval: { channel: CHANNEL, reviewers: [ALICE.id], wait: 'hold', timeout: '5m' },
+    },
+    sleep: {
+      action: 'require_approval',
+      approval: { channel: CHANNEL, reviewers: [ALICE.id], wait: 'hold', timeout: '5m' },
+    },
+    DeleteCluster: {
+      action: 'require_approval',
+      approval: { channel: CHANNEL, reviewers: [ALICE.id], wait: 'hold', timeout: 3 },
+    },
+    DescribeCluster: { action: 'allow' },
+  },
+};
+
+describe('restarts and crashes with parked calls (serve child processes)', () => {
+  let dir: string;
+  let log: string;
+  let configFile: string;
+  let slack: FakeSlack;
+  const prefix = uniquePrefix('restarts');
+  const processes: ServeProcess[] = [];
+  const clients: Client[] = [];
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'countersign-restarts-'));
+    log = path.join(dir, 'calls.jsonl');
+    slack = await startFakeSlack();
+    await writeFile(path.join(dir, 'p.json'), JSON.stringify(POLICY));
+    configFile = path.join(dir, 'countersign.json');
+    await writeFile(
+      configFile,
+      JSON.stringify({
+        listen: { port: 0 },
+        redis: { url: testRedisUrl(), prefix },
+        servers: { aws: toyServer('p.json', { env: { TOY_CALL_LOG: log } }) },
+        grants: [{ id: 'deploy-bot', owner: 'olga@example.com', token_sha256: sha(AGENT_TOKEN) }],
+        approvals: { poll_ms: 200, liveness_ms: 2000, task_poll_interval_ms: 100 },
+        shutdown_grace_ms: 8000,
+      }),
+    );
+  }, 30_000);
+
+  afterEach(async () => {
+    await Promise.all(clients.splice(0).map((c) => c.close().catch(() => undefined)));
+    for (const p of processes.splice(0)) if (p.child.exitCode === null) p.child.kill('SIGKILL');
+  });
+
+  afterAll(async () => {
+    const redis = await connectTestRedis();
+    await dropPrefix(redis, prefix);
+    redis.disconnect();
+    await slack?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function gateway(): Promise<ServeProcess> {
+    const started = await startServe(configFile, {
+      cwd: dir,
+      env: { LOG_LEVEL: 'warn', ...slackEnv(slack.apiUrl) },
+    });
+    processes.push(started);
+    return started;
+  }
+
+  async function agentOf(g: ServeProcess): Promise<Client> {
+    const client = await connectClient(`${g.url}/mcp`, { token: AGENT_TOKEN });
+    clients.push(client);
+    return client;
+  }
+
+  async function killHard(g: ServeProcess): Promise<void> {
+    const exited = new Promise((resolve) => g.child.once('exit', resolve));
+    g.child.kill('SIGKILL');
+    await exited;
+  }
+
+  function asTask(agent: Client, name: string, args: Record<string, unknown>): Promise<CreateTaskResult> {
+    return agent.request(
+      { method: 'tools/call', params: { name, arguments: args, task: {} } },
+      CreateTaskResultSchema,
+    );
+  }
+
+  async function approvalFor(marker: string): Promise<string> {
+    return approvalIdOf(
+      await slack.waitFor(
+        'chat.postMessage',
+        (c) => c.body.thread_ts === undefined && JSON.stringify(c.body.blocks ?? '').includes(marker),
+        15_000,
+      ),
+    );
+  }
+
+  const ran = async (tool: string, key: string, value: unknown): Promise<number> =>
+    (await executions(log)).filter((e) => e.tool === tool && e.args[key] === value).length;
+
+  async function auditEvents(): Promise<Awaited<ReturnType<AuditLog['query']>>> {
+    const redis = await connectTestRedis();
+    try {
+      return await new AuditLog({ redis, prefix }).query({});
+    } finally {
+      redis.disconnect();
+    }
+  }
+
+  it('kill -9 with parked calls: still pending after restart, the Slack buttons work, each runs once', async () => {
+    const a = await gateway();
+    const agentA = await agentOf(a);
+    const task = await asTask(agentA, 'CloneContainerToECR', { repositoryName: 'k9-task' });
+    const held = agentA
+      .callTool({ name: 'CloneContainerToECR', arguments: { repositoryName: 'k9-held' } }, undefined, {
+        timeout: 60_000,
+      })
+      .catch((error: Error) => error);
+    const taskApproval = await approvalFor('k9-task');
+    const heldApproval = await approvalFor('k9-held');
+
+    await killHard(a);
+
+    const b = await gateway();
+    const pending = await api(b.url, '/approvals?status=pending');
+    const ids = (pending.json.approvals as { id: string }[]).map((x) => x.id);
+    expect(ids).toEqual(expect.arrayContaining([taskApproval, heldApproval]));
+
+    const agentB = await agentOf(b);
+    expect((await agentB.experimental.tasks.getTask(task.task.taskId)).status).toBe('working');
+    for (const id of [taskApproval, heldApproval]) {
+      const res = await postInteraction(
+        b.url,
+        SIGNING_SECRET,
+        clickPayload('countersign_approve', id, ALICE),
+      );
+      expect(res.status).toBe(200);
+    }
+    // The task gets its result (the background runner ran it with no request open)…
+    const result = (await agentB.experimental.tasks.getTaskResult(task.task.taskId, CallToolResultSchema, {
+      timeout: 30_000,
+    })) as CallToolResult;
+    expect(text(result)).toContain('cloned into k9-task');
+    // …and the held call's identical retry gets its outcome.
+    const retry = (await agentB.callTool(
+      { name: 'CloneContainerToECR', arguments: { repositoryName: 'k9-held' } },
+      undefined,
+      { timeout: 30_000 },
+    )) as CallToolResult;
+    expect(text(retry)).toContain('cloned into k9-held');
+    expect(await ran('CloneContainerToECR', 'repositoryName', 'k9-task')).toBe(1);
+    expect(await ran('CloneContainerToECR', 'repositoryName', 'k9-held')).toBe(1);
+    // The request that was held on the killed process never got a result of its own.
+    await agentA.close();
+    expect(await held).toBeInstanceOf(Error);
+  }, 90_000);
+
+  it('a crash while an approved call runs upstream: marked interrupted, never run again, agent and Slack told, audited', async () => {
+    const a = await gateway();
+    const agentA = await agentOf(a);
+    const task = await asTask(agentA, 'sleep', { ms: 4000 });
+    const id = await approvalFor('4000');
+    await postInteraction(a.url, SIGNING_SECRET, clickPayload('countersign_approve', id, ALICE));
+    await until(
+      async () => ((await ran('sleep', 'ms', 4000)) === 1 ? true : undefined),
+      15_000,
+      'the call to start',
+    );
+    await killHard(a);
+
+    const b = await gateway();
+    const agentB = await agentOf(b);
+    const result = (await agentB.experimental.tasks.getTaskResult(task.task.taskId, CallToolResultSchema, {
+      timeout: 30_000,
+    })) as CallToolResult;
+    expect(result.isError).toBe(true);
+    expect(text(result)).toContain('was interrupted');
+    expect(text(result)).toContain('it was not run again');
+    const status = await agentB.experimental.tasks.getTask(task.task.taskId);
+    expect(status.status).toBe('failed');
+    expect(status.statusMessage).toContain('Interrupted');
+    await slack.waitFor(
+      'chat.postMessage',
+      (c) => c.body.thread_ts !== undefined && JSON.stringify(c.body).includes('Interrupted'),
+      10_000,
+    );
+    // The identical plain call is told the same, and does not run it.
+    const retry = (await agentB.callTool({ name: 'sleep', arguments: { ms: 4000 } }, undefined, {
+      timeout: 30_000,
+    })) as CallToolResult;
+    expect(text(retry)).toContain('was interrupted');
+    const record = await api(b.url, `/approvals/${id}`);
+    expect(record.json).toMatchObject({ status: 'approved', execution: 'interrupted' });
+    const events = await auditEvents();
+    expect(
+      events.some((e) => e.approvalId === id && e.type === 'result' && e.outcome === 'interrupted'),
+    ).toBe(true);
+    // Long after the sweep, still exactly one start: no stalled-job retry, no second run.
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(await ran('sleep', 'ms', 4000)).toBe(1);
+  }, 90_000);
+
+  it('SIGTERM: a held request is told "pending", its approval stays parked, a call in flight finishes', async () => {
+    const a = await gateway();
+    const agentA = await agentOf(a);
+    const running = await asTask(agentA, 'sleep', { ms: 1500 });
+    const runningId = await approvalFor('1500');
+    await postInteraction(a.url, SIGNING_SECRET, clickPayload('countersign_approve', runningId, ALICE));
+    await until(
+      async () => ((await ran('sleep', 'ms', 1500)) === 1 ? true : undefined),
+      15_000,
+      'the call to start',
+    );
+    const held = agentA.callTool(
+      { name: 'CloneContainerToECR', arguments: { repositoryName: 'term-held' } },
+      undefined,
+      { timeout: 60_000 },
+    ) as Promise<CallToolResult>;
+    const heldId = await approvalFor('term-held');
+
+    const exited = new Promise<number | null>((resolve) => a.child.once('exit', resolve));
+    a.child.kill('SIGTERM');
+    const answer = await held;
+    expect(text(answer)).toContain(`Approval pending (id ${heldId})`);
+    expect(await exited).toBe(0);
+
+    const b = await gateway();
+    const agentB = await agentOf(b);
+    // The call that was running finished within the grace period, and its task has the result.
+    const finished = await agentB.experimental.tasks.getTask(running.task.taskId);
+    expect(finished.status).toBe('completed');
+    const result = (await agentB.experimental.tasks.getTaskResult(
+      running.task.taskId,
+      CallToolResultSchema,
+    )) as CallToolResult;
+    expect(text(result)).toBe('slept 1500');
+    // The held call's approval is still pending (not rejected), and a decision still runs it once.
+    expect((await api(b.url, `/approvals/${heldId}`)).json).toMatchObject({ status: 'pending' });
+    await postInteraction(b.url, SIGNING_SECRET, clickPayload('countersign_approve', heldId, ALICE));
+    const retry = (await agentB.callTool(
+      { name: 'CloneContainerToECR', arguments: { repositoryName: 'term-held' } },
+      undefined,
+      { timeout: 30_000 },
+    )) as CallToolResult;
+    expect(text(retry)).toContain('cloned into term-held');
+    expect(await ran('CloneContainerToECR', 'repositoryName', 'term-held')).toBe(1);
+    expect(await ran('sleep', 'ms', 1500)).toBe(1);
+  }, 90_000);
+
+  it('an approval that expires while no gateway runs is expired by the next one at start', async () => {
+    const a = await gateway();
+    const agentA = await agentOf(a);
+    const task = await asTask(agentA, 'DeleteCluster', { id: 'while-down' });
+    const id = await approvalFor('while-down');
+    // Killed once the message's id is recorded (so the next process can redraw it).
+    await until(
+      async () => ((await api(a.url, `/approvals/${id}`)).json.slackTs ? true : undefined),
+      10_000,
+      'the Slack message to be recorded',
+    );
+    await killHard(a);
+    await new Promise((r) => setTimeout(r, 4000)); // past its 3 s timeout, with no process running
+
+    const b = await gateway();
+    await slack.waitFor(
+      'chat.update',
+      (c) => {
+        const blocks = JSON.stringify(c.body.blocks ?? '');
+        return blocks.includes('*Expired*') && blocks.includes('while-down');
+      },
+      10_000,
+    );
+    const agentB = await agentOf(b);
+    const result = (await agentB.experimental.tasks.getTaskResult(task.task.taskId, CallToolResultSchema, {
+      timeout: 10_000,
+    })) as CallToolResult;
+    expect(text(result)).toContain('No decision within 3s; not executed');
+    // A late click changes nothing.
+    await postInteraction(b.url, SIGNING_SECRET, clickPayload('countersign_approve', id, ALICE));
+    expect((await api(b.url, `/approvals/${id}`)).json).toMatchObject({ status: 'expired' });
+    expect(await ran('DeleteCluster', 'id', 'while-down')).toBe(0);
+  }, 60_000);
+});
