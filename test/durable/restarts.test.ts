@@ -195,11 +195,18 @@ describe('restarts and crashes with parked calls (serve child processes)', () =>
     const agentA = await agentOf(a);
     const task = await asTask(agentA, 'sleep', { ms: 4000 });
     const id = await approvalFor('4000');
-    await postInteraction(a.url, SIGNING_SECRET, clickPayload('countersign_approve', id, ALICE));
+    // A plain held call too: it runs in the session that holds it, not in the background runner.
+    const held = agentA
+      .callTool({ name: 'sleep', arguments: { ms: 4001 } }, undefined, { timeout: 60_000 })
+      .catch((error: Error) => error);
+    const heldId = await approvalFor('4001');
+    for (const approval of [id, heldId])
+      await postInteraction(a.url, SIGNING_SECRET, clickPayload('countersign_approve', approval, ALICE));
     await until(
-      async () => ((await ran('sleep', 'ms', 4000)) === 1 ? true : undefined),
+      async () =>
+        (await ran('sleep', 'ms', 4000)) === 1 && (await ran('sleep', 'ms', 4001)) === 1 ? true : undefined,
       15_000,
-      'the call to start',
+      'both calls to start',
     );
     await killHard(a);
 
@@ -226,6 +233,12 @@ describe('restarts and crashes with parked calls (serve child processes)', () =>
     expect(text(retry)).toContain('was interrupted');
     const record = await api(b.url, `/approvals/${id}`);
     expect(record.json).toMatchObject({ status: 'approved', execution: 'interrupted' });
+    // The held call's retry (its request died with the process) is told it was interrupted.
+    const heldRetry = (await agentB.callTool({ name: 'sleep', arguments: { ms: 4001 } }, undefined, {
+      timeout: 30_000,
+    })) as CallToolResult;
+    expect(text(heldRetry)).toContain('was interrupted');
+    expect((await api(b.url, `/approvals/${heldId}`)).json).toMatchObject({ execution: 'interrupted' });
     const events = await auditEvents();
     expect(
       events.some((e) => e.approvalId === id && e.type === 'result' && e.outcome === 'interrupted'),
@@ -233,6 +246,9 @@ describe('restarts and crashes with parked calls (serve child processes)', () =>
     // Long after the sweep, still exactly one start: no stalled-job retry, no second run.
     await new Promise((r) => setTimeout(r, 3000));
     expect(await ran('sleep', 'ms', 4000)).toBe(1);
+    expect(await ran('sleep', 'ms', 4001)).toBe(1);
+    await agentA.close();
+    expect(await held).toBeInstanceOf(Error);
   }, 90_000);
 
   it('SIGTERM: a held request is told "pending", its approval stays parked, a call in flight finishes', async () => {
