@@ -83,6 +83,7 @@ export async function handleApprovalCall(ctx: ApprovalCall): Promise<CallToolRes
   const subject: LimitSubject = { server: base.server, grant: caller.grant.id, session: caller.sessionId };
 
   let record: ApprovalRecord | undefined;
+  let parkedHere = false;
   try {
     const bound = {
       server: base.server,
@@ -121,6 +122,7 @@ export async function handleApprovalCall(ctx: ApprovalCall): Promise<CallToolRes
       record = await approvals.store.get(created.id);
       if (!record) return refuse(STORE_UNAVAILABLE);
       if (created.kind === 'created') {
+        parkedHere = true;
         const parked = await announce(ctx, record);
         if (parked) return parked;
       }
@@ -132,7 +134,17 @@ export async function handleApprovalCall(ctx: ApprovalCall): Promise<CallToolRes
       (record.tasked || (await approvals.store.attachTask(record.id)))
     ) {
       base.approvalId = record.id;
-      return await new GatewayTasks(services).forApproval(caller, record, task.ttl);
+      const parked = record;
+      return await new GatewayTasks(services)
+        .forApproval(caller, parked, task.ttl)
+        .catch(async (error: unknown) => {
+          // No task to report to: an approval parked by this call is withdrawn rather than left to run for nobody.
+          if (parkedHere)
+            await approvals.desk
+              .cancel(parked.id, 'gateway', 'the task could not be stored')
+              .catch(() => false);
+          throw error;
+        });
     }
   } catch (error) {
     if (!(error instanceof ApprovalStoreUnavailableError) && !isTaskStoreError(error)) throw error;

@@ -15,6 +15,8 @@ export interface SlackCall {
   body: Record<string, unknown>;
   token: string | undefined;
   at: number;
+  /** The HTTP status this fake answered with (scripted failures included). */
+  status: number;
 }
 
 export interface ScriptedReply {
@@ -106,10 +108,16 @@ export async function startFakeSlack(): Promise<FakeSlack> {
       const method = (req.url ?? '').replace(/^\/api\//, '').split('?')[0] ?? '';
       const body = parseFields(Buffer.concat(chunks).toString('utf8'), req.headers['content-type']);
       const auth = req.headers.authorization;
-      calls.push({ method, body, token: auth?.replace(/^Bearer /, ''), at: Date.now() });
-      for (const wake of [...waiters]) wake();
       const queue = scripted.get(method);
       const reply = queue?.shift() ?? { status: 200, body: normal(method, body) };
+      calls.push({
+        method,
+        body,
+        token: auth?.replace(/^Bearer /, ''),
+        at: Date.now(),
+        status: reply.status,
+      });
+      for (const wake of [...waiters]) wake();
       res.writeHead(reply.status, { 'content-type': 'application/json', ...(reply.headers ?? {}) });
       res.end(JSON.stringify(reply.body ?? { ok: false, error: 'scripted_failure' }));
     });
