@@ -65,12 +65,27 @@ export class ApprovalExecutions {
     );
   }
 
+  /**
+   * Queues the run. A job still waiting or running for it makes this a no-op; a finished or failed one (its run
+   * was lost before the claim, e.g. Redis blinked) is replaced, so the sweep can always queue it again.
+   */
   async enqueue(approvalId: string): Promise<void> {
+    const existing = await this.queue.getJob(`run-${approvalId}`);
+    if (existing) {
+      const state = await existing.getState();
+      if (state !== 'failed' && state !== 'completed' && state !== 'unknown') return;
+      await existing.remove().catch(() => undefined);
+    }
     await this.queue.add(
       'run',
       { id: approvalId },
       { jobId: `run-${approvalId}`, removeOnComplete: true, removeOnFail: { age: 24 * 3600 }, attempts: 1 },
     );
+  }
+
+  /** Stops taking new jobs (shutdown); jobs already running go on. */
+  async pause(): Promise<void> {
+    await this.worker?.pause(true).catch(() => undefined);
   }
 
   /** Stops taking jobs; a call running here finishes first (BullMQ waits for active jobs). */

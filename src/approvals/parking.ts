@@ -19,8 +19,11 @@ import type { ApprovalStore } from './store.js';
 /** How the approved call ended upstream, as the audit trail names it. */
 export interface Execution {
   result: CallToolResult;
-  /** `not_started`: the call never reached the upstream and may still be run by the agent's retry. */
-  outcome: 'ok' | 'tool_error' | 'upstream_error' | 'interrupted' | 'refused' | 'not_started';
+  /**
+   * `not_started`: the call never reached the upstream and may still be run by the agent's retry.
+   * `superseded`: the claim was no longer this process's (reported interrupted meanwhile): nothing ran.
+   */
+  outcome: 'ok' | 'tool_error' | 'upstream_error' | 'interrupted' | 'refused' | 'not_started' | 'superseded';
 }
 
 export type WaitOutcome =
@@ -185,8 +188,15 @@ class ParkedCall {
       else this.maybeDispose();
       return;
     }
+    if (execution.outcome === 'superseded') {
+      // Reported interrupted by another process meanwhile: holders get that outcome from the record.
+      this.running = false;
+      if (this.holders.size > 0) void this.check();
+      else this.maybeDispose();
+      return;
+    }
     const delivered = this.holders.size > 0;
-    await recordExecution(this.options, record, execution, delivered);
+    await recordExecution(this.options, this.options.processId, record, execution, delivered);
     this.running = false;
     if (delivered) return this.settle({ kind: 'result', result: execution.result });
     // The result was kept for a retry. Requests that joined while it was being kept must take it like any
@@ -235,30 +245,48 @@ class ParkedCall {
 
 /**
  * Records how an approved call's single execution ended (and keeps its result for the agent's retry unless a
- * waiting request got it, and for tasks), then queues the Slack thread reply. Never throws.
+ * waiting request got it, and for tasks), then queues the Slack thread reply. Redis errors are retried for
+ * about half a minute: a result must not be dropped for a blip. Returns false when it could not be recorded,
+ * or when the claim was no longer `claimant`'s (the call was marked interrupted meanwhile). Never throws.
  */
 export async function recordExecution(
   options: Pick<ParkingOptions, 'store' | 'jobs' | 'logger' | 'now'>,
+  claimant: string,
   record: ApprovalRecord,
   execution: Execution,
   delivered: boolean,
-): Promise<void> {
-  try {
-    await options.store.finish(
-      record,
-      execution.outcome === 'interrupted' ? 'interrupted' : 'done',
-      execution.outcome,
-      options.now(),
-      JSON.stringify(execution.result),
-      delivered,
-    );
-    const finished = await options.store.get(record.id);
-    if (finished) await options.jobs.executed(finished);
-  } catch (error) {
-    options.logger.error(
-      { err: (error as Error).message, approvalId: record.id },
-      'approval: could not record the execution',
-    );
+): Promise<boolean> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const recorded = await options.store.finish(
+        record,
+        claimant,
+        execution.outcome === 'interrupted' ? 'interrupted' : 'done',
+        execution.outcome,
+        options.now(),
+        JSON.stringify(execution.result),
+        delivered,
+      );
+      if (!recorded) {
+        options.logger.error(
+          { approvalId: record.id, outcome: execution.outcome },
+          'approval: the execution ended after it had been reported interrupted; its result is in the audit trail only',
+        );
+        return false;
+      }
+      const finished = await options.store.get(record.id);
+      if (finished) await options.jobs.executed(finished).catch(() => undefined);
+      return true;
+    } catch (error) {
+      if (attempt >= 12) {
+        options.logger.error(
+          { err: (error as Error).message, approvalId: record.id },
+          'approval: could not record the execution',
+        );
+        return false;
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.min(500 * attempt, 5000)));
+    }
   }
 }
 

@@ -102,6 +102,11 @@ describe('ExecutionRecovery (sweep on a real Redis)', () => {
     // Kept for the retry (single use) and for tasks (repeatable).
     expect(record?.taskResult).toContain(`interrupted ${orphan}`);
     expect(await store.take(record as ApprovalRecord)).toContain(`interrupted ${orphan}`);
+    // Fenced: if the "dead" claimant was only cut off and finishes after all, nothing changes.
+    expect(
+      await store.finish(record as ApprovalRecord, 'dead-process', 'done', 'ok', Date.now(), '{}', false),
+    ).toBe(false);
+    expect(await store.get(orphan)).toMatchObject({ execution: 'interrupted' });
     expect(await store.get(alive)).toMatchObject({ execution: 'running', executor: 'live-process' });
     // Never claimed again, and a second sweep does nothing more.
     expect(await store.claim(orphan, 'me', Date.now())).toBe(false);

@@ -40,9 +40,10 @@ export class ExecutionRecovery {
 
   constructor(private readonly options: RecoveryOptions) {}
 
-  start(): void {
+  /** Resolves once the liveness key is set (so nothing is claimed here before it exists). */
+  async start(): Promise<void> {
     const { livenessMs } = this.options;
-    void this.beat();
+    await this.beat();
     this.heartbeatTimer = setInterval(() => void this.beat(), Math.max(250, Math.floor(livenessMs / 3)));
     this.heartbeatTimer.unref();
     void this.sweep();
@@ -71,7 +72,11 @@ export class ExecutionRecovery {
     try {
       for (const id of await store.running()) {
         const record = await store.get(id);
-        if (!record?.executor || record.execution !== 'running' || record.executor === processId) continue;
+        if (!record) {
+          await store.forgetRunning(id);
+          continue;
+        }
+        if (!record.executor || record.execution !== 'running' || record.executor === processId) continue;
         if (await store.interrupt(record, record.executor, now(), hooks.interruptedResult(record))) {
           logger.warn(
             { approvalId: id, executor: record.executor },

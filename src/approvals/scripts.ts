@@ -53,6 +53,7 @@ return { 0, ARGV[4] }
  * With a quorum, each distinct approver counts once and the approval is approved by the vote that reaches it.
  *   KEYS[1] record  KEYS[2] approvers set  KEYS[3] pending index  KEYS[4] grant's pending index
  *   KEYS[5] awaiting-execution index (a task's approved call is queued there for the background worker)
+ *   KEYS[6] binding (a task reports a rejection, expiry or cancellation itself: the binding ends with it)
  *   ARGV[1] verdict: approve | reject | cancel | expire   ARGV[2] reviewer id  ARGV[3] reviewer name
  *   ARGV[4] reason (may be empty)  ARGV[5] now (ms)  ARGV[6] events channel  ARGV[7] id
  * Returns
@@ -73,6 +74,10 @@ local function final(newStatus, by, name, reason, at)
     'decisionReason', reason)
   redis.call('ZREM', KEYS[3], ARGV[7])
   redis.call('ZREM', KEYS[4], ARGV[7])
+  if newStatus ~= 'approved' and redis.call('HGET', KEYS[1], 'tasked') == '1'
+    and redis.call('GET', KEYS[6]) == ARGV[7] then
+    redis.call('DEL', KEYS[6])
+  end
   redis.call('PUBLISH', ARGV[6], ARGV[7])
 end
 if status ~= 'pending' then
@@ -148,7 +153,7 @@ return 1
  * interrupt — the process that claimed an execution died while the call ran upstream (its liveness key is
  * gone). Guarantee: the call is never run again; it is marked interrupted, and the agent's retry or task
  * gets that news instead of a result. Only applies while the same claimant is still recorded as running.
- *   KEYS[1] record  KEYS[2] running index  KEYS[3] the claimant's liveness key
+ *   KEYS[1] record  KEYS[2] running index  KEYS[3] the claimant's liveness key  KEYS[4] binding
  *   ARGV[1] claimant  ARGV[2] now (ms)  ARGV[3] result JSON to hand out  ARGV[4] events channel  ARGV[5] id
  * Returns 1 when marked interrupted, 0 when the execution is not (or no longer) orphaned.
  */
@@ -161,7 +166,10 @@ end
 if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'execution', 'interrupted', 'outcome', 'interrupted', 'executionEndedAt', ARGV[2],
   'result', ARGV[3])
-if s[3] == '1' then redis.call('HSET', KEYS[1], 'taskResult', ARGV[3]) end
+if s[3] == '1' then
+  redis.call('HSET', KEYS[1], 'taskResult', ARGV[3])
+  if redis.call('GET', KEYS[4]) == ARGV[5] then redis.call('DEL', KEYS[4]) end
+end
 redis.call('SREM', KEYS[2], ARGV[5])
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
@@ -170,34 +178,49 @@ return 1
 /**
  * attach task — an agent's task now waits for this approval, so once approved the call runs in the
  * background (no request needs to be open) and its result is kept for the task.
- * Guarantee: attaches only while the approval is pending, so no decision can slip past unseen.
- *   KEYS[1] record
- * Returns 1 when attached, 0 when the approval is no longer pending (or gone).
+ * Guarantee: attaches only while the outcome is still ahead (pending, or approved and not yet finished), so
+ * the task sees it; an approved call nobody has claimed joins the awaiting-execution index.
+ *   KEYS[1] record  KEYS[2] awaiting-execution index   ARGV[1] now (ms)  ARGV[2] id
+ * Returns 1 when attached to a pending approval, 2 when attached to an approved one that has not finished,
+ * 0 when the outcome is already known (or the approval is gone).
  */
 export const ATTACH_TASK_SCRIPT = `
-if redis.call('HGET', KEYS[1], 'status') ~= 'pending' then return 0 end
-redis.call('HSET', KEYS[1], 'tasked', '1')
-return 1
+local s = redis.call('HMGET', KEYS[1], 'status', 'execution')
+if s[1] == 'pending' then
+  redis.call('HSET', KEYS[1], 'tasked', '1')
+  return 1
+end
+if s[1] == 'approved' and (s[2] == 'none' or s[2] == 'running') then
+  redis.call('HSET', KEYS[1], 'tasked', '1')
+  if s[2] == 'none' then redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2]) end
+  return 2
+end
+return 0
 `;
 
 /**
  * finish — record how the single execution ended, and keep its result for the agent's retry when no
  * request was waiting for it. When tasks wait for the approval, the result is also kept for them (a task's
  * result can be fetched again until the task expires).
+ * Fenced: only the claimant, while the execution is still marked running (not interrupted meanwhile), can
+ * finish it; a task that consumes the result ends the binding (the next identical call asks a person again).
  *   KEYS[1] record  KEYS[2] binding  KEYS[3] running index
  *   ARGV[1] execution: done | interrupted  ARGV[2] outcome  ARGV[3] now (ms)  ARGV[4] result JSON or ''
  *   ARGV[5] '1' when the result was handed to a waiting request  ARGV[6] events channel  ARGV[7] id
- * Returns 1.
+ *   ARGV[8] claimant
+ * Returns 1 when recorded, 0 when the claim is no longer this claimant's (nothing changes).
  */
 export const FINISH_SCRIPT = `
+local s = redis.call('HMGET', KEYS[1], 'execution', 'executor', 'tasked')
+if s[1] ~= 'running' or s[2] ~= ARGV[8] then return 0 end
 redis.call('HSET', KEYS[1], 'execution', ARGV[1], 'outcome', ARGV[2], 'executionEndedAt', ARGV[3])
-if ARGV[5] == '1' then
-  redis.call('HSET', KEYS[1], 'delivered', '1')
+if ARGV[5] == '1' or s[3] == '1' then
+  if ARGV[5] == '1' then redis.call('HSET', KEYS[1], 'delivered', '1') end
   if redis.call('GET', KEYS[2]) == ARGV[7] then redis.call('DEL', KEYS[2]) end
 elseif ARGV[4] ~= '' then
   redis.call('HSET', KEYS[1], 'result', ARGV[4])
 end
-if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'tasked') == '1' then
+if ARGV[4] ~= '' and s[3] == '1' then
   redis.call('HSET', KEYS[1], 'taskResult', ARGV[4])
 end
 redis.call('SREM', KEYS[3], ARGV[7])

@@ -151,8 +151,10 @@ describe('ApprovalStore (Lua state machine on a real Redis)', () => {
     expect(await store.claim(a.id, 'p2', T0 + 3)).toBe(true);
     const record = await store.get(a.id);
     if (!record) throw new Error('record missing');
-    await store.finish(record, 'done', 'ok', T0 + 4, undefined, true);
+    expect(await store.finish(record, 'p1', 'done', 'ok', T0 + 4, undefined, true)).toBe(false); // not the claimant
+    expect(await store.finish(record, 'p2', 'done', 'ok', T0 + 4, undefined, true)).toBe(true);
     expect(await store.unclaim(a.id, 'p2', T0 + 5)).toBe(false);
+    expect(await store.finish(record, 'p2', 'done', 'ok', T0 + 6, undefined, true)).toBe(false); // once
   });
 
   it('a kept result is taken once, then the binding is gone', async () => {
@@ -162,7 +164,7 @@ describe('ApprovalStore (Lua state machine on a real Redis)', () => {
     await store.claim(a.id, 'p1', T0 + 2);
     const record = await store.get(a.id);
     if (!record) throw new Error('record missing');
-    await store.finish(record, 'done', 'ok', T0 + 3, '{"content":[]}', false);
+    await store.finish(record, 'p1', 'done', 'ok', T0 + 3, '{"content":[]}', false);
     expect(await store.take(record)).toBe('{"content":[]}');
     expect(await store.take(record)).toBeUndefined();
     expect(await store.findBound(a)).toBeUndefined();

@@ -176,6 +176,7 @@ export class ApprovalStore {
           this.pendingIndex(),
           this.grantIndex(record.grant),
           this.awaitingIndex(),
+          this.binding(record),
         ],
         [verdict, reviewer.id, reviewer.name, reason, now, this.eventsChannel, id],
       ),
@@ -218,14 +219,30 @@ export class ApprovalStore {
    * what the agent's retry or task is told.
    */
   async interrupt(record: ApprovalRecord, claimant: string, now: number, result: string): Promise<boolean> {
-    const keys = [this.record(record.id), this.runningIndex(), this.livenessKey(claimant)];
+    const keys = [
+      this.record(record.id),
+      this.runningIndex(),
+      this.livenessKey(claimant),
+      this.binding(record),
+    ];
     const args = [claimant, now, result, this.eventsChannel, record.id];
     return (await guarded(() => interruptScript.run(this.redis, keys, args))) === 1;
   }
 
-  /** Lets a task wait for a pending approval (see ATTACH_TASK_SCRIPT); false when it is no longer pending. */
-  async attachTask(id: string): Promise<boolean> {
-    return (await guarded(() => attachTaskScript.run(this.redis, [this.record(id)], []))) === 1;
+  /**
+   * Lets a task wait for an approval whose outcome is still ahead (see ATTACH_TASK_SCRIPT): `pending`,
+   * `approved` (not finished; an unclaimed one joins the awaiting-execution index), or `decided` (too late).
+   */
+  async attachTask(id: string, now: number): Promise<'pending' | 'approved' | 'decided'> {
+    const reply = await guarded(() =>
+      attachTaskScript.run(this.redis, [this.record(id), this.awaitingIndex()], [now, id]),
+    );
+    return reply === 1 ? 'pending' : reply === 2 ? 'approved' : 'decided';
+  }
+
+  /** Drops an id from the running index (its record is gone). */
+  async forgetRunning(id: string): Promise<void> {
+    await guarded(() => this.redis.srem(this.runningIndex(), id));
   }
 
   /** Ids of approved calls marked running (for the interrupted-execution sweep). */
@@ -252,21 +269,33 @@ export class ApprovalStore {
     await guarded(() => this.redis.del(this.livenessKey(processId)));
   }
 
+  /** Records the end of an execution; false when `claimant` no longer holds it (see FINISH_SCRIPT). */
   async finish(
     record: ApprovalRecord,
+    claimant: string,
     execution: 'done' | 'interrupted',
     outcome: string,
     now: number,
     result: string | undefined,
     deliveredToWaiter: boolean,
-  ): Promise<void> {
-    await guarded(() =>
+  ): Promise<boolean> {
+    const reply = await guarded(() =>
       finishScript.run(
         this.redis,
         [this.record(record.id), this.binding(record), this.runningIndex()],
-        [execution, outcome, now, result ?? '', deliveredToWaiter ? '1' : '0', this.eventsChannel, record.id],
+        [
+          execution,
+          outcome,
+          now,
+          result ?? '',
+          deliveredToWaiter ? '1' : '0',
+          this.eventsChannel,
+          record.id,
+          claimant,
+        ],
       ),
     );
+    return reply === 1;
   }
 
   /** The kept result for the agent's retry, once; undefined when there is none. */

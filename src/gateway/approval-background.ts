@@ -13,10 +13,9 @@ export interface ApprovalBackground {
   close(): Promise<void>;
 }
 
-export function startApprovalBackground(services: GatewayServices): ApprovalBackground {
+export async function startApprovalBackground(services: GatewayServices): Promise<ApprovalBackground> {
   const { approvals, config, logger, metrics, now } = services;
   const runner = new ApprovedCallRunner(services, approvals.processId);
-  approvals.executions.start((id) => runner.run(id));
   const recovery = new ExecutionRecovery({
     store: approvals.store,
     processId: approvals.processId,
@@ -55,10 +54,13 @@ export function startApprovalBackground(services: GatewayServices): ApprovalBack
       },
     },
   });
-  recovery.start();
+  // The liveness key exists before this process claims anything.
+  await recovery.start();
+  approvals.executions.start((id) => runner.run(id));
   return {
     close: async () => {
       runner.stop();
+      runner.cutOff();
       await approvals.executions.close();
       await runner.close();
       await recovery.close();

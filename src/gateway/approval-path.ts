@@ -127,12 +127,15 @@ export async function handleApprovalCall(ctx: ApprovalCall): Promise<CallToolRes
         if (parked) return parked;
       }
     }
-    // A task waits for a pending approval (new, or the identical call's); a decided one is answered below.
-    if (
-      task &&
-      record.status === 'pending' &&
-      (record.tasked || (await approvals.store.attachTask(record.id)))
-    ) {
+    // A task waits for an approval whose outcome is ahead (new, or the identical call's: pending, or approved
+    // and not finished); one whose outcome is known is answered below, at once, and becomes a settled task.
+    const attached = task
+      ? parkedHere && record.tasked
+        ? 'pending'
+        : await approvals.store.attachTask(record.id, services.now())
+      : 'decided';
+    if (attached === 'approved') await approvals.executions.enqueue(record.id).catch(() => undefined);
+    if (task && attached !== 'decided') {
       base.approvalId = record.id;
       const parked = record;
       return await new GatewayTasks(services)
@@ -155,7 +158,8 @@ export async function handleApprovalCall(ctx: ApprovalCall): Promise<CallToolRes
   base.approvalId = record.id;
   const outcome = await approvals.parking.wait({
     id: record.id,
-    holdMs: record.status === 'pending' ? holdMs(decision) : 0,
+    // A task request never holds: its outcome is known by now (see above).
+    holdMs: !task && record.status === 'pending' ? holdMs(decision) : 0,
     signal: ctx.call.signal,
     sessionSignal: ctx.call.sessionSignal ?? ctx.call.signal,
     ...(ctx.call.sendProgress ? { sendProgress: ctx.call.sendProgress } : {}),
@@ -242,7 +246,9 @@ async function runApproved(
     connection: ctx.connection,
     params: { ...withoutTask(ctx.call.params), name: ctx.upstreamTool },
     upstreamTask: ctx.upstreamTaskSupport === 'required',
-    signal: ctx.call.sessionSignal ?? ctx.call.signal,
+    waitSignal: ctx.call.sessionSignal ?? ctx.call.signal,
+    callSignal: ctx.call.sessionSignal ?? ctx.call.signal,
+    claimant: ctx.services.approvals.processId,
     record,
   });
 }

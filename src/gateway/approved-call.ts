@@ -27,8 +27,12 @@ export interface ApprovedRun {
   params: CallToolRequest['params'];
   /** The upstream tool only runs as a task: it is called as one and its result awaited. */
   upstreamTask: boolean;
-  /** Aborts the wait for a rate window (the call then has not started) and the upstream call. */
-  signal: AbortSignal;
+  /** Aborts the wait for a rate window: the call then has not started (`not_started`). */
+  waitSignal: AbortSignal;
+  /** Aborts the upstream call itself. */
+  callSignal: AbortSignal;
+  /** Who claimed the execution: checked again just before the call goes upstream. */
+  claimant: string;
   record: ApprovalRecord;
 }
 
@@ -49,11 +53,18 @@ function refused(detail: RefusalDetail): Execution {
 
 export async function executeApproved(run: ApprovedRun): Promise<Execution> {
   const { services, record } = run;
-  const reservation = await reservePaced(services, run.limits, run.subject, run.signal);
+  const reservation = await reservePaced(services, run.limits, run.subject, run.waitSignal);
   if (!('ok' in reservation)) {
     if (reservation.reason === 'interrupted')
       return { outcome: 'not_started', result: refused(reservation).result };
     return refused(reservation);
+  }
+  // Fence: after a long wait for a rate window (or a Redis outage), the claim may have been declared orphaned
+  // and the call reported interrupted. Then it must not run.
+  const current = await services.approvals.store.get(record.id).catch(() => undefined);
+  if (current?.execution !== 'running' || current.executor !== run.claimant) {
+    await services.limits.release(reservation).catch(() => undefined);
+    return { outcome: 'superseded', result: refused(STORE_UNAVAILABLE).result };
   }
   const approvedBy = record.decidedByName || record.decidedBy || 'a reviewer';
   const audited = await auditAllowed(
@@ -69,7 +80,7 @@ export async function executeApproved(run: ApprovedRun): Promise<Execution> {
     services.metrics.resumeDelay.observe(Math.max(0, services.now() - record.decidedAt) / 1000);
   const forwarded = await forward(services, run.base, run.rule, reservation, run.connection, {
     params: run.params,
-    signal: run.signal,
+    signal: run.callSignal,
     ...(run.upstreamTask ? { upstreamTask: true } : {}),
   });
   // The params carry no task, so the upstream answers with a result, never a task of its own.

@@ -58,7 +58,10 @@ export class ApprovedCallRunner {
   /** Connections once open, by server: the catalog reads them (a live map). */
   private readonly open = new Map<string, UpstreamConnection>();
   private readonly catalog = new ToolCatalog(this.open, false);
+  /** Aborted at shutdown: calls still waiting for a rate window give their claim back. */
   private readonly stopping = new AbortController();
+  /** Aborted when the grace period is over: calls still running upstream are cut off (and reported interrupted). */
+  private readonly cutting = new AbortController();
 
   constructor(
     private readonly services: GatewayServices,
@@ -104,13 +107,22 @@ export class ApprovedCallRunner {
     } else {
       execution = await this.execute(record, base, decision.rule, decision.limits);
     }
+    if (execution.outcome === 'superseded') return; // reported interrupted meanwhile: nothing ran
     if (execution.outcome === 'not_started') {
       // Stopping before it could start (waiting for its rate window): another process (or the next start) runs it.
       await store.unclaim(record.id, this.processId, services.now()).catch(() => false);
       return;
     }
+    if (this.cutting.signal.aborted && execution.outcome === 'upstream_error') {
+      // Cut off at shutdown while it ran upstream: it may have taken effect, and it is not run again.
+      execution = {
+        outcome: 'interrupted',
+        result: JSON.parse(interruptedResult(record)) as Execution['result'],
+      };
+    }
     await recordExecution(
       { ...services.approvals, logger: services.logger, now: services.now },
+      this.processId,
       record,
       execution,
       false,
@@ -147,7 +159,9 @@ export class ApprovedCallRunner {
       connection,
       params: { name: record.tool, arguments: record.args },
       upstreamTask: support === 'required',
-      signal: this.stopping.signal,
+      waitSignal: this.stopping.signal,
+      callSignal: this.cutting.signal,
+      claimant: this.processId,
       record,
     });
   }
@@ -189,8 +203,14 @@ export class ApprovedCallRunner {
     this.stopping.abort();
   }
 
+  /** The grace period is over: cuts off calls still running upstream (they are reported interrupted). */
+  cutOff(): void {
+    this.cutting.abort();
+  }
+
   async close(): Promise<void> {
     this.stop();
+    this.cutOff();
     const opened = await Promise.allSettled(this.connections.values());
     await Promise.all(opened.map((o) => (o.status === 'fulfilled' ? o.value.close() : Promise.resolve())));
   }

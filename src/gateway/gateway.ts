@@ -90,7 +90,7 @@ export async function createServices(
     now,
   };
   ref.services = services;
-  approvals.background = startApprovalBackground(services);
+  approvals.background = await startApprovalBackground(services);
   return { services, redis };
 }
 
@@ -186,6 +186,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
         // Let those answers reach the wire before the sessions close.
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
+      // No new approved calls start here; those running finish within the grace period.
+      await services.approvals.executions.pause();
       const grace = config.raw.shutdown_grace_ms;
       const drained = await services.inflight.drained(grace);
       if (!drained)

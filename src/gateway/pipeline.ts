@@ -30,6 +30,7 @@ import type { RefusalDetail } from './answers.js';
 import type { ToolCatalog } from './catalog.js';
 import type { CallerIdentity, GatewayServices } from './services.js';
 import { GatewayTasks } from './tasks.js';
+import { awaitUpstreamTask } from './upstream-tasks.js';
 
 /** What the pipeline needs from the downstream request being handled. */
 export interface DownstreamCall {
@@ -322,11 +323,7 @@ export async function forward(
           CreateTaskResultSchema,
           { signal: call.signal },
         );
-        const result = await connection.request(
-          { method: 'tasks/result', params: { taskId: created.task.taskId } },
-          CallToolResultSchema,
-          { signal: call.signal },
-        );
+        const result = await awaitUpstreamTask(connection, created.task.taskId, call.signal);
         if (result.isError) outcome = 'tool_error';
         return { result, outcome };
       }

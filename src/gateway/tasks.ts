@@ -28,11 +28,12 @@ import type { ApprovalRecord } from '../approvals/record.js';
 import { formatDuration } from '../approvals/record.js';
 import type { RuleRef } from '../policy/types.js';
 import { TaskStoreUnavailableError } from '../tasks/store.js';
-import type { TaskRecord, TaskStatus } from '../tasks/store.js';
+import type { TaskCursor, TaskRecord, TaskStatus } from '../tasks/store.js';
 import type { UpstreamConnection } from '../upstream/connection.js';
 import { refusal } from './answers.js';
 import type { RefusalDetail } from './answers.js';
 import type { CallerIdentity, GatewayServices } from './services.js';
+import { awaitUpstreamTask } from './upstream-tasks.js';
 
 export const RELATED_TASK_META_KEY = 'io.modelcontextprotocol/related-task';
 const IMMEDIATE_RESPONSE_META_KEY = 'io.modelcontextprotocol/model-immediate-response';
@@ -393,14 +394,15 @@ export class GatewayTasks {
     const task = await this.find(caller, id);
     const related = { [RELATED_TASK_META_KEY]: { taskId: task.id } };
     if (task.kind === 'upstream') {
-      const result = await this.upstreamOf(caller, task, upstreams).request(
-        { method: 'tasks/result', params: { taskId: task.upstreamTaskId } },
-        CallToolResultSchema,
-        { signal },
+      const result = await awaitUpstreamTask(
+        this.upstreamOf(caller, task, upstreams),
+        task.upstreamTaskId ?? '',
+        signal,
       );
       return { ...result, _meta: { ...result._meta, ...related } };
     }
     for (;;) {
+      if (signal.aborted) throw new McpError(ErrorCode.InternalError, 'tasks/result was cancelled');
       let view: TaskView;
       try {
         view = await this.view(await this.find(caller, id));
@@ -438,15 +440,16 @@ export class GatewayTasks {
     upstreams: SessionUpstreams,
     signal: AbortSignal,
   ): Promise<ListTasksResult> {
-    let offset = 0;
+    let after: TaskCursor | undefined;
     if (cursor !== undefined) {
-      const match = /^o([0-9]{1,9})$/.exec(cursor);
-      if (!match?.[1]) throw new McpError(ErrorCode.InvalidParams, `Invalid cursor: ${cursor.slice(0, 80)}`);
-      offset = Number(match[1]);
+      const match = /^c([0-9]{1,16})_([0-9a-f-]{36})$/.exec(cursor);
+      if (!match?.[1] || !match[2])
+        throw new McpError(ErrorCode.InvalidParams, `Invalid cursor: ${cursor.slice(0, 80)}`);
+      after = { at: Number(match[1]), id: match[2] };
     }
-    let page: { tasks: TaskRecord[]; more: boolean };
+    let page: { tasks: TaskRecord[]; next?: TaskCursor };
     try {
-      page = await this.services.tasks.list(caller.grant.id, offset, LIST_PAGE);
+      page = await this.services.tasks.list(caller.grant.id, after, LIST_PAGE);
     } catch (error) {
       throw unavailable(error);
     }
@@ -460,7 +463,7 @@ export class GatewayTasks {
     }
     return ListTasksResultSchema.parse({
       tasks,
-      ...(page.more ? { nextCursor: `o${offset + LIST_PAGE}` } : {}),
+      ...(page.next ? { nextCursor: `c${page.next.at}_${page.next.id}` } : {}),
     });
   }
 

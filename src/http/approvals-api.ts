@@ -23,7 +23,8 @@ import { BodyTooLargeError, readBody } from './body.js';
 
 /** What the API shows of an approval (the kept result is not shown; it belongs to the agent). */
 export function approvalView(record: ApprovalRecord): Record<string, unknown> {
-  const { result: _result, ...rest } = record;
+  // Results belong to the agent (its retry or task), not to whoever reads approvals.
+  const { result: _result, taskResult: _taskResult, ...rest } = record;
   return {
     ...rest,
     createdAt: new Date(record.createdAt).toISOString(),

@@ -47,20 +47,31 @@ describe('TaskStore (real Redis)', () => {
     expect(await store.get(short.id, 'bot')).toBeUndefined();
     await store.update(short.id, { cancelledAt: Date.now() }, Date.now());
     expect(await redis.exists(`${prefix}task:${short.id}`)).toBe(0);
-    const { tasks } = await store.list('bot', 0, 50);
+    const { tasks } = await store.list('bot', undefined, 50);
     expect(tasks.map((t) => t.id)).not.toContain(short.id);
     expect(await redis.zscore(`${prefix}tasks:grant:bot`, short.id)).toBeNull();
   });
 
-  it('lists a grant’s tasks newest first, page by page', async () => {
+  it('lists a grant’s tasks newest first, page by page, without skipping any when tasks expire or are added', async () => {
     const ids: string[] = [];
+    const at = Date.now();
+    // Two share a creation time: the order is then by id, and the cursor still separates them.
     for (let i = 0; i < 5; i++)
-      ids.push((await store.create(task({ grant: 'lister', createdAt: Date.now() + i }))).id);
-    const first = await store.list('lister', 0, 3);
-    expect(first.tasks.map((t) => t.id)).toEqual(ids.slice(2).reverse());
-    expect(first.more).toBe(true);
-    const second = await store.list('lister', 3, 3);
-    expect(second.tasks.map((t) => t.id)).toEqual(ids.slice(0, 2).reverse());
-    expect(second.more).toBe(false);
+      ids.push((await store.create(task({ grant: 'lister', createdAt: at + Math.min(i, 3) }))).id);
+    const order = await store.list('lister', undefined, 100);
+    expect(order.tasks).toHaveLength(5);
+    expect(order.next).toBeUndefined();
+    const expected = order.tasks.map((t) => t.id);
+    const first = await store.list('lister', undefined, 2);
+    expect(first.tasks.map((t) => t.id)).toEqual(expected.slice(0, 2));
+    // A new task and an expired one between pages change nothing for the pages to come.
+    await store.create(task({ grant: 'lister', createdAt: at + 100 }));
+    await redis.del(`${prefix}task:${expected[0] ?? ''}`);
+    const second = await store.list('lister', first.next, 2);
+    expect(second.tasks.map((t) => t.id)).toEqual(expected.slice(2, 4));
+    const third = await store.list('lister', second.next, 2);
+    expect(third.tasks.map((t) => t.id)).toEqual(expected.slice(4));
+    expect(third.next).toBeUndefined();
+    expect(new Set(ids)).toEqual(new Set(expected));
   });
 });

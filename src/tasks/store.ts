@@ -91,6 +91,12 @@ function fields(record: TaskRecord): string[] {
 
 export type NewTask = Omit<TaskRecord, 'id' | 'lastUpdatedAt'>;
 
+/** A position in a grant's task list: a task's creation time and id. */
+export interface TaskCursor {
+  at: number;
+  id: string;
+}
+
 /** Task ids are random (122 bits): knowing one task's id tells nothing about another's. */
 const TASK_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -155,17 +161,52 @@ export class TaskStore {
     );
   }
 
-  /** The grant's tasks, newest first, from `offset`; ids whose task expired are dropped from the index. */
-  async list(grant: string, offset: number, limit: number): Promise<{ tasks: TaskRecord[]; more: boolean }> {
-    const ids = await guarded(() => this.redis.zrevrange(this.grantIndex(grant), offset, offset + limit));
+  /**
+   * The grant's tasks, newest first (by creation time, then id), starting after `after`; ids whose task
+   * expired are dropped from the index as they are met. `next` is where the following page starts.
+   */
+  async list(
+    grant: string,
+    after: TaskCursor | undefined,
+    limit: number,
+  ): Promise<{ tasks: TaskRecord[]; next?: TaskCursor }> {
     const tasks: TaskRecord[] = [];
-    const gone: string[] = [];
-    for (const id of ids.slice(0, limit)) {
-      const task = await this.get(id, grant);
-      if (task) tasks.push(task);
-      else gone.push(id);
+    let position = after;
+    for (;;) {
+      const max = position ? String(position.at) : '+inf';
+      const raw = await guarded(() =>
+        this.redis.zrevrangebyscore(
+          this.grantIndex(grant),
+          max,
+          '-inf',
+          'WITHSCORES',
+          'LIMIT',
+          0,
+          limit + 64,
+        ),
+      );
+      const entries: TaskCursor[] = [];
+      for (let i = 0; i + 1 < raw.length; i += 2) {
+        const entry = { id: raw[i] ?? '', at: Number(raw[i + 1]) };
+        // Equal times come in descending id order: skip what the previous page already had.
+        if (position && entry.at === position.at && entry.id >= position.id) continue;
+        entries.push(entry);
+      }
+      if (entries.length === 0) return { tasks };
+      const gone: string[] = [];
+      for (const entry of entries) {
+        const task = await this.get(entry.id, grant);
+        if (!task) {
+          gone.push(entry.id);
+          continue;
+        }
+        if (tasks.length === limit) return { tasks, next: position };
+        tasks.push(task);
+        position = entry;
+      }
+      if (gone.length) await guarded(() => this.redis.zrem(this.grantIndex(grant), ...gone));
+      position = entries[entries.length - 1];
+      if (raw.length / 2 < limit + 64) return { tasks };
     }
-    if (gone.length) await guarded(() => this.redis.zrem(this.grantIndex(grant), ...gone));
-    return { tasks, more: ids.length > limit };
   }
 }

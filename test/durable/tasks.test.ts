@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import type { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { CallToolResultSchema, CreateTaskResultSchema } from '@modelcontextprotocol/sdk/types.js';
 import type { CallToolResult, CreateTaskResult } from '@modelcontextprotocol/sdk/types.js';
 import { startServe } from '../support/cli.js';
@@ -21,6 +22,7 @@ import {
   BOB,
   CHANNEL,
   SIGNING_SECRET,
+  api,
   approvalIdOf,
   executions,
   sha,
@@ -174,6 +176,14 @@ describe('MCP tasks for approval-gated calls (serve child process)', () => {
       (c) => c.body.thread_ts !== undefined && JSON.stringify(c.body).includes('Executed'),
     );
 
+    // The result belongs to the agent: the approvals API does not show it.
+    expect(JSON.stringify((await api(gateway.url, `/approvals/${id}`)).json)).not.toContain('cloned into');
+    // The task consumed the approval: the identical call asks a person again (a new approval).
+    const again2 = await callAsTask('CloneContainerToECR', { repositoryName: 'task-approved' });
+    expect(again2.task.status).toBe('working');
+    expect(again2.task.statusMessage).not.toContain(id);
+    await agent.experimental.tasks.cancelTask(again2.task.taskId);
+
     // Listed for its grant, invisible to another grant.
     const listed = await agent.experimental.tasks.listTasks();
     expect(listed.tasks.map((t) => t.taskId)).toContain(created.task.taskId);
@@ -187,6 +197,32 @@ describe('MCP tasks for approval-gated calls (serve child process)', () => {
     } finally {
       await other.close();
     }
+  });
+
+  it('a task for an approved call nobody is running yet (its session ended) gets a task at once, and the result', async () => {
+    const other = await connectClient(`${gateway.url}/mcp/aws`, { token: AGENT_TOKEN });
+    const held = other
+      .callTool({ name: 'CloneContainerToECR', arguments: { repositoryName: 'task-late' } }, undefined, {
+        timeout: 60_000,
+      })
+      .catch((error: Error) => error);
+    const id = await messageFor('task-late');
+    // The session ends, so nobody is left to run the call once approved.
+    await (other.transport as StreamableHTTPClientTransport).terminateSession();
+    await other.close();
+    await held;
+    await new Promise((r) => setTimeout(r, 300));
+    await postInteraction(gateway.url, SIGNING_SECRET, clickPayload('countersign_approve', id, ALICE));
+    await new Promise((r) => setTimeout(r, 300));
+    const started = Date.now();
+    const created = await callAsTask('CloneContainerToECR', { repositoryName: 'task-late' });
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(created.task.statusMessage).toContain(id);
+    const result = (await agent.experimental.tasks.getTaskResult(created.task.taskId, CallToolResultSchema, {
+      timeout: 30_000,
+    })) as CallToolResult;
+    expect(text(result)).toContain('cloned into task-late');
+    expect((await executions(log)).filter((e) => e.args.repositoryName === 'task-late')).toHaveLength(1);
   });
 
   it('a rejection gives a failed task whose result carries the reason; nothing runs', async () => {

@@ -115,6 +115,45 @@ describe('faults around parked calls', () => {
     await client.close();
   });
 
+  it('the connection drops (no cancellation sent) while a call is held: the result is kept for the retry, not lost', async () => {
+    const { client, transport } = await connect(`${gateway.url}/mcp`);
+    const connection = new AbortController();
+    const response = await fetch(`${gateway.url}/mcp`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${AGENT_TOKEN}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-session-id': transport.sessionId ?? '',
+      },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 'held-raw',
+        method: 'tools/call',
+        params: { name: 'CloneContainerToECR', arguments: { repositoryName: 'dropped' } },
+      }),
+      signal: connection.signal,
+    });
+    expect(response.headers.get('content-type')).toContain('text/event-stream');
+    const id = await approvalFor('dropped');
+    connection.abort(); // the TCP connection closes; the client says nothing
+    await new Promise((r) => setTimeout(r, 300));
+    await postInteraction(gateway.url, SIGNING_SECRET, clickPayload('countersign_approve', id, ALICE));
+    await until(
+      async () => ((await ran('dropped')) === 1 ? true : undefined),
+      10_000,
+      'the approved call to run',
+    );
+    // The result was kept, not written to the dead connection: the identical call gets it.
+    const retry = (await client.callTool({
+      name: 'CloneContainerToECR',
+      arguments: { repositoryName: 'dropped' },
+    })) as CallToolResult;
+    expect(text(retry)).toContain('cloned into dropped');
+    expect(await ran('dropped')).toBe(1);
+    await client.close();
+  });
+
   it('the client disconnects and ends its session: the approval resolves, the new session’s retry runs it once', async () => {
     const first = await connect(`${gateway.url}/mcp`);
     const held = first.client

@@ -204,16 +204,14 @@ const message = fc.record(
 const body = fc.oneof(
   {
     weight: 6,
-    arbitrary: fc
-      .tuple(message, requestId)
-      .map(([m, id]) =>
-        serialize({
-          jsonrpc: m.jsonrpc,
-          method: m.method,
-          id,
-          ...('params' in m ? { params: m.params } : {}),
-        }),
-      ),
+    arbitrary: fc.tuple(message, requestId).map(([m, id]) =>
+      serialize({
+        jsonrpc: m.jsonrpc,
+        method: m.method,
+        id,
+        ...('params' in m ? { params: m.params } : {}),
+      }),
+    ),
   },
   { weight: 2, arbitrary: message.map((m) => serialize(m)) },
   { weight: 1, arbitrary: fc.array(message, { minLength: 0, maxLength: 4 }).map((ms) => serialize(ms)) },
