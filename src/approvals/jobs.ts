@@ -3,7 +3,8 @@
  * by whichever gateway process is free.
  *   notify  — post the Slack message; Slack errors are retried with backoff (Retry-After honoured) while
  *             the approval is pending, and never past its expiry.
- *   expire  — delayed to the expiry time: expire the approval if nobody decided it.
+ *   expire  — (queued by earlier versions, still honoured) expire the approval if nobody decided it. Expiry is
+ *             now the recovery sweep's job (recovery.ts), which costs no queue entry per parked call.
  *   update  — redraw the Slack message (votes, outcome; buttons gone once decided).
  *   report  — reply in the message's thread whether the approved call succeeded upstream.
  * Jobs only read the approval record and act on its current state, so a repeated job is harmless.
@@ -93,30 +94,20 @@ export class ApprovalJobs {
     );
   }
 
+  /** A call was parked: post its Slack message (when it has a channel and Slack is on). */
   async parked(record: ApprovalRecord): Promise<void> {
-    const common = { removeOnComplete: true, removeOnFail: { age: 24 * 3600 } };
-    await this.queue.addBulk([
-      ...(record.channel && this.options.slack
-        ? [
-            {
-              name: 'notify' as const,
-              data: { id: record.id },
-              opts: { ...common, jobId: `notify-${record.id}`, attempts: 1000, backoff: { type: 'custom' } },
-            },
-          ]
-        : []),
+    if (!record.channel || !this.options.slack) return;
+    await this.queue.add(
+      'notify',
+      { id: record.id },
       {
-        name: 'expire' as const,
-        data: { id: record.id },
-        opts: {
-          ...common,
-          jobId: `expire-${record.id}`,
-          delay: Math.max(0, record.expiresAt - this.options.now()),
-          attempts: 50,
-          backoff: { type: 'custom' },
-        },
+        removeOnComplete: true,
+        removeOnFail: { age: 24 * 3600 },
+        jobId: `notify-${record.id}`,
+        attempts: 1000,
+        backoff: { type: 'custom' },
       },
-    ]);
+    );
   }
 
   /** After a vote or a decision: redraw the message (and drop the expiry job once decided). */
@@ -150,6 +141,7 @@ export class ApprovalJobs {
   async expireNow(id: string): Promise<boolean> {
     const { store, now } = this.options;
     const result = await store.transition(id, 'expire', { id: '', name: '' }, '', now());
+    if (result.kind === 'unknown') await store.forgetPending(id); // its record is gone: drop it from the index
     if (result.kind === 'decided') {
       const record = await store.get(id);
       if (record) {

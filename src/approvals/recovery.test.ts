@@ -134,7 +134,7 @@ describe('ExecutionRecovery (sweep on a real Redis)', () => {
     const current = approval();
     await store.create(overdue);
     await store.create(current);
-    await recovery.sweep();
+    await recovery.expireDue();
     expect(expired).toContain(overdue.id);
     expect(expired).not.toContain(current.id);
     expect(await store.get(overdue.id)).toMatchObject({ status: 'expired' });

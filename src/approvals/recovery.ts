@@ -6,7 +6,9 @@
  *                     while the call ran upstream. It is marked interrupted (INTERRUPT_SCRIPT), never re-run;
  *       awaiting    — approved calls that tasks wait for and no job has claimed (the process that approved
  *                     them died before queueing, or the job was lost): queued again;
- *       overdue     — pending approvals past their expiry (no process was running at the time): expired now.
+ *   - and every `expiryMs` (1 s) expires pending approvals whose time has come (the pending index is sorted by
+ *     expiry, so this is one cheap read when nothing is due; the transition is atomic, so replicas racing for
+ *     the same approval expire it once). This also covers approvals that expired while no process ran.
  */
 import type { Logger } from '../log/logger.js';
 import type { ApprovalRecord } from './record.js';
@@ -25,6 +27,8 @@ export interface RecoveryOptions {
   store: ApprovalStore;
   processId: string;
   livenessMs: number;
+  /** How often pending approvals are checked for expiry (default 1 s). */
+  expiryMs?: number;
   logger: Logger;
   now: () => number;
   hooks: RecoveryHooks;
@@ -36,7 +40,9 @@ const AWAITING_GRACE_MS = 2_000;
 export class ExecutionRecovery {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
+  private expiryTimer: NodeJS.Timeout | undefined;
   private sweeping: Promise<void> | undefined;
+  private expiring: Promise<void> | undefined;
 
   constructor(private readonly options: RecoveryOptions) {}
 
@@ -49,6 +55,28 @@ export class ExecutionRecovery {
     void this.sweep();
     this.sweepTimer = setInterval(() => void this.sweep(), livenessMs);
     this.sweepTimer.unref();
+    void this.expireDue();
+    this.expiryTimer = setInterval(() => void this.expireDue(), this.options.expiryMs ?? 1000);
+    this.expiryTimer.unref();
+  }
+
+  /** Expires every pending approval whose time has come (exposed for tests). */
+  expireDue(): Promise<void> {
+    this.expiring ??= (async () => {
+      const { store, now, hooks, logger } = this.options;
+      try {
+        for (let page = 0; page < 20; page++) {
+          const due = await store.overdue(now());
+          for (const id of due) await hooks.expireOverdue(id);
+          if (due.length < 500) return;
+        }
+      } catch (error) {
+        logger.debug({ err: (error as Error).message }, 'expiry sweep skipped (Redis unavailable?)');
+      }
+    })().finally(() => {
+      this.expiring = undefined;
+    });
+    return this.expiring;
   }
 
   private async beat(): Promise<void> {
@@ -94,7 +122,6 @@ export class ExecutionRecovery {
         }
         await hooks.runAwaiting(id);
       }
-      for (const id of await store.overdue(now())) await hooks.expireOverdue(id);
     } catch (error) {
       logger.debug({ err: (error as Error).message }, 'approval sweep skipped (Redis unavailable?)');
     }
@@ -104,7 +131,9 @@ export class ExecutionRecovery {
   async close(): Promise<void> {
     clearInterval(this.heartbeatTimer);
     clearInterval(this.sweepTimer);
+    clearInterval(this.expiryTimer);
     await this.sweeping;
+    await this.expiring;
     await this.options.store.dropHeartbeat(this.options.processId).catch(() => undefined);
   }
 }

@@ -15,8 +15,9 @@
  * create — park a call for approval, unless the grant already has `max_pending` approvals pending or the
  * identical call already has a pending approval (then that one is returned: one call, one approval).
  *   KEYS[1] record  KEYS[2] pending index  KEYS[3] grant's pending index  KEYS[4] binding  KEYS[5] all index
+ *   KEYS[6] the call's fixed parts (JSON string)
  *   ARGV[1] now (ms)  ARGV[2] max pending  ARGV[3] expires at (ms)  ARGV[4] id  ARGV[5] keep for (s) after expiry
- *   ARGV[6..] field, value pairs of the record
+ *   ARGV[6] the call parts JSON  ARGV[7..] field, value pairs of the record
  * Returns { 0, id } created, { 1, existing id } already pending, { -1, pending count } too many pending.
  */
 export const CREATE_SCRIPT = `
@@ -34,11 +35,12 @@ if pending >= tonumber(ARGV[2]) then
   return { -1, pending }
 end
 local fields = {}
-for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 local expiresAt = tonumber(ARGV[3])
 local ttl = math.ceil((expiresAt - now) / 1000) + tonumber(ARGV[5])
 redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('SET', KEYS[6], ARGV[6], 'EX', ttl)
 redis.call('ZADD', KEYS[2], expiresAt, ARGV[4])
 redis.call('ZADD', KEYS[3], expiresAt, ARGV[4])
 redis.call('ZADD', KEYS[5], now, ARGV[4])

@@ -177,4 +177,27 @@ describe('ApprovalStore (Lua state machine on a real Redis)', () => {
       kind: 'unknown',
     });
   });
+  it('keeps the call’s long parts beside a compact hash, and still reads records written the older way', async () => {
+    const a = approval({ grant: 'g-layout', message: 'm'.repeat(200) });
+    await store.create(a);
+    expect(await redis.object('ENCODING', `${prefix}approval:${a.id}`)).toBe('listpack');
+    expect(await store.get(a.id)).toMatchObject({
+      args: a.args,
+      message: a.message,
+      reviewers: ['U1', 'U2', 'U3'],
+    });
+    // A record from before the split: every field in the hash, no call key.
+    const legacy = '01JTESTLEGACY0000000000000';
+    const hash = await redis.hgetall(`${prefix}approval:${a.id}`);
+    await redis.hset(`${prefix}approval:${legacy}`, {
+      ...hash,
+      id: legacy,
+      args: JSON.stringify({ old: true }),
+      rule: 'p.json#/tools/t/action',
+      message: 'older record',
+      reviewers: JSON.stringify(['U9']),
+      secretArgs: '[]',
+    });
+    expect(await store.get(legacy)).toMatchObject({ id: legacy, args: { old: true }, reviewers: ['U9'] });
+  });
 });

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { LuaScript } from '../redis/script.js';
 import type { ApprovalSpec } from '../policy/types.js';
-import { newRecordFields, parseStoredRecord } from './record.js';
+import { callPartsJson, newRecordFields, parseStoredRecord } from './record.js';
 import type { ApprovalRecord, ApprovalStatus } from './record.js';
 import {
   ATTACH_TASK_SCRIPT,
@@ -95,6 +95,9 @@ export class ApprovalStore {
   private record(id: string): string {
     return `${this.prefix}approval:${id}`;
   }
+  private callParts(id: string): string {
+    return `${this.prefix}approval:${id}:call`;
+  }
   private approvers(id: string): string {
     return `${this.prefix}approval:${id}:approvers`;
   }
@@ -137,8 +140,17 @@ export class ApprovalStore {
           this.grantIndex(input.grant),
           this.binding(input),
           this.allIndex(),
+          this.callParts(input.id),
         ],
-        [input.now, input.spec.maxPending, expiresAt, input.id, KEEP_AFTER_EXPIRY_SECONDS, ...fields],
+        [
+          input.now,
+          input.spec.maxPending,
+          expiresAt,
+          input.id,
+          KEEP_AFTER_EXPIRY_SECONDS,
+          callPartsJson(input),
+          ...fields,
+        ],
       ),
     )) as [number, string | number];
     if (reply[0] === 0) return { kind: 'created', id: String(reply[1]) };
@@ -148,8 +160,14 @@ export class ApprovalStore {
 
   async get(id: string): Promise<ApprovalRecord | undefined> {
     if (!/^[0-9A-Za-z]{1,64}$/.test(id)) return undefined;
-    const hash = await guarded(() => this.redis.hgetall(this.record(id)));
-    return Object.keys(hash).length === 0 ? undefined : parseStoredRecord(hash);
+    const replies = await guarded(async () => {
+      const results = await this.redis.pipeline().hgetall(this.record(id)).get(this.callParts(id)).exec();
+      if (!results) throw new Error('no reply');
+      for (const [error] of results) if (error) throw error;
+      return results.map(([, value]) => value) as [Record<string, string>, string | null];
+    });
+    const [hash, call] = replies;
+    return Object.keys(hash).length === 0 ? undefined : parseStoredRecord(hash, call);
   }
 
   /** The approval the identical call is bound to (pending, or decided and not yet told), if any. */
@@ -238,6 +256,11 @@ export class ApprovalStore {
       attachTaskScript.run(this.redis, [this.record(id), this.awaitingIndex()], [now, id]),
     );
     return reply === 1 ? 'pending' : reply === 2 ? 'approved' : 'decided';
+  }
+
+  /** Drops an id from the pending indexes (its record is gone). */
+  async forgetPending(id: string): Promise<void> {
+    await guarded(() => this.redis.zrem(this.pendingIndex(), id));
   }
 
   /** Drops an id from the running index (its record is gone). */
@@ -337,7 +360,7 @@ export class ApprovalStore {
 
   /** Pending approvals whose expiry time has passed (for the expiry sweep at start). */
   async overdue(now: number): Promise<string[]> {
-    return guarded(() => this.redis.zrangebyscore(this.pendingIndex(), '-inf', now));
+    return guarded(() => this.redis.zrangebyscore(this.pendingIndex(), '-inf', now, 'LIMIT', 0, 500));
   }
 
   async pendingCount(): Promise<number> {
