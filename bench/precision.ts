@@ -54,16 +54,25 @@ export interface ServeProcess {
   stop(): Promise<void>;
 }
 
-/** `countersign serve` from source (tsx loader), as a child; resolves with its /mcp URL from the stderr banner. */
-export async function startServe(configFile: string, timeoutMs = 30_000, extraEnv: NodeJS.ProcessEnv = {}): Promise<ServeProcess> {
+/**
+ * `countersign serve` as a child, from source (tsx loader) or, with `from: 'build'`, from `dist/` (what a
+ * deployment runs; its memory is not inflated by the TypeScript loader). Resolves with its /mcp URL from the
+ * stderr banner.
+ */
+export async function startServe(
+  configFile: string,
+  timeoutMs = 30_000,
+  extraEnv: NodeJS.ProcessEnv = {},
+  from: 'source' | 'build' = 'source',
+): Promise<ServeProcess> {
   const loader = pathToFileURL(path.join(REPO_ROOT, 'node_modules/tsx/dist/loader.mjs')).href;
   const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'warn', ...extraEnv };
   delete env.REDIS_URL; // the config names the shared Redis
-  const child: ChildProcess = spawn(
-    process.execPath,
-    ['--import', loader, path.join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile],
-    { cwd: REPO_ROOT, env, stdio: ['ignore', 'ignore', 'pipe'] },
-  );
+  const args =
+    from === 'build'
+      ? [path.join(REPO_ROOT, 'dist/cli/main.js'), 'serve', '--config', configFile]
+      : ['--import', loader, path.join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile];
+  const child: ChildProcess = spawn(process.execPath, args, { cwd: REPO_ROOT, env, stdio: ['ignore', 'ignore', 'pipe'] });
   const stop = stopper(child, 10_000);
   let log = '';
   const url = await new Promise<string>((resolve, reject) => {

@@ -122,3 +122,64 @@ describe('bearer-token brute force behind a trusted reverse proxy', () => {
     await gateway.stop();
   });
 });
+
+/** GETs the approvals API from a chosen loopback source address. */
+function getApprovals(url: string, token: string, localAddress: string): Promise<number> {
+  const { port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/api/approvals',
+        method: 'GET',
+        localAddress,
+        headers: { authorization: `Bearer ${token}` },
+      },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('admin-token brute force on the approvals API', () => {
+  const ADMIN = 'the-right-admin-token-0123456789';
+  let gateway: TestGateway;
+  beforeAll(async () => {
+    gateway = await startTestGateway({
+      policies: { 'p.json': { version: '1', default: 'allow' } },
+      config: {
+        servers: { toy: toyServer('p.json') },
+        grants: [
+          { id: 'a', owner: 'alice', token_sha256: createHash('sha256').update('right-token').digest('hex') },
+        ],
+        http: { auth_failures: { max: 3, window_seconds: 3600 } },
+      },
+      env: { COUNTERSIGN_ADMIN_TOKEN: ADMIN },
+    });
+  });
+  afterAll(async () => {
+    await gateway?.stop();
+  });
+
+  it('locks out an address guessing the admin token, on the API and on /mcp alike, and audits it', async () => {
+    expect(await getApprovals(gateway.url, ADMIN, '127.0.0.3')).toBe(200);
+    for (let i = 0; i < 3; i++)
+      expect(await getApprovals(gateway.url, `guess-${i}-0123456789`, '127.0.0.3')).toBe(401);
+    expect(await getApprovals(gateway.url, `guess-3-0123456789`, '127.0.0.3')).toBe(429);
+    expect(await getApprovals(gateway.url, ADMIN, '127.0.0.3')).toBe(429); // even the right token, for now
+    expect((await post(gateway.url, 'right-token', '127.0.0.3')).status).toBe(429); // one lockout for the address
+    expect(await getApprovals(gateway.url, ADMIN, '127.0.0.4')).toBe(200);
+
+    const redis = await connectTestRedis();
+    const events = await new AuditLog({ redis, prefix: gateway.prefix }).query({ type: 'auth' });
+    redis.disconnect();
+    expect(
+      events.filter((e) => e.reason === 'auth_locked_out' && e.message?.includes('127.0.0.3')),
+    ).toHaveLength(1);
+  });
+});
