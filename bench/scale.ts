@@ -46,8 +46,8 @@ const HELD_WAVE = 500;
 const PARK_SESSIONS = 20;
 const PARK_IN_FLIGHT = 400;
 const APPROVERS = 48;
-const PACE_HELD = 1000;
-const PACE_PARKED = 2500;
+const PACE_HELD = 300;
+const PACE_PARKED = 400;
 const ADMIN_TOKEN = randomBytes(24).toString('hex');
 const REVIEWER = 'bench-reviewer';
 const RESULTS_FILE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results', 'latest-scale.json');
@@ -130,7 +130,10 @@ async function until(probe: () => Promise<boolean>, timeoutMs: number, what: str
   }
 }
 
-async function connect(url: string, name: string): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> {
+async function connect(
+  url: string,
+  name: string,
+): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> {
   const client = new Client({ name, version: '1.0.0' }, { capabilities: {} });
   const transport = new StreamableHTTPClientTransport(new URL(url), { fetch: benchFetch });
   await client.connect(transport);
@@ -159,7 +162,12 @@ async function approveAll(gateways: ServeProcess[], ids: string[]): Promise<void
 }
 
 /** Executions per 1-second window, from the approval records' execution start times. */
-async function pacing(redis: Redis, prefix: string, ids: string[], limit: number): Promise<{ pacing: Pacing; executed: number }> {
+async function pacing(
+  redis: Redis,
+  prefix: string,
+  ids: string[],
+  limit: number,
+): Promise<{ pacing: Pacing; executed: number }> {
   const counts = new Map<number, number>();
   let executed = 0;
   for (let i = 0; i < ids.length; i += 5000) {
@@ -176,7 +184,12 @@ async function pacing(redis: Redis, prefix: string, ids: string[], limit: number
   const maxInOneWindow = Math.max(0, ...counts.values());
   return {
     executed,
-    pacing: { limitPerSecond: limit, windows: counts.size, maxInOneWindow, withinLimit: maxInOneWindow <= limit },
+    pacing: {
+      limitPerSecond: limit,
+      windows: counts.size,
+      maxInOneWindow,
+      withinLimit: maxInOneWindow <= limit,
+    },
   };
 }
 
@@ -184,7 +197,11 @@ async function pendingIds(redis: Redis, prefix: string): Promise<string[]> {
   return redis.zrange(`${prefix}approvals:pending`, '0', '-1');
 }
 
-async function main(state: { dir?: string; redis?: EmbeddedRedis; gateways: ServeProcess[] }): Promise<ScaleResult> {
+async function main(state: {
+  dir?: string;
+  redis?: EmbeddedRedis;
+  gateways: ServeProcess[];
+}): Promise<ScaleResult> {
   const started = new Date();
   state.dir = await mkdtemp(path.join(os.tmpdir(), 'countersign-bench-scale-'));
   const dir = state.dir;
@@ -199,15 +216,31 @@ async function main(state: { dir?: string; redis?: EmbeddedRedis; gateways: Serv
       JSON.stringify({
         listen: { host: '127.0.0.1', port: 0 },
         redis: { url: state.redis.url, prefix },
-        servers: { everything: { command: process.execPath, args: [EVERYTHING_ENTRY, 'stdio'], policy: path.join(dir, 'policy.json') } },
+        servers: {
+          everything: {
+            command: process.execPath,
+            args: [EVERYTHING_ENTRY, 'stdio'],
+            policy: path.join(dir, 'policy.json'),
+          },
+        },
         data_dir: path.join(dir, `data-${g}`),
       }),
     );
   }
-  const built = await readFile(path.join(REPO_ROOT, 'dist/cli/main.js')).then(() => true, () => false);
+  const built = await readFile(path.join(REPO_ROOT, 'dist/cli/main.js')).then(
+    () => true,
+    () => false,
+  );
   if (!built) throw new Error('bench scale runs the built gateway: run `npm run build` first');
   state.gateways = await Promise.all(
-    [0, 1].map((g) => startServe(path.join(dir, `gateway-${g}.json`), 30_000, { COUNTERSIGN_ADMIN_TOKEN: ADMIN_TOKEN }, 'build')),
+    [0, 1].map((g) =>
+      startServe(
+        path.join(dir, `gateway-${g}.json`),
+        30_000,
+        { COUNTERSIGN_ADMIN_TOKEN: ADMIN_TOKEN },
+        'build',
+      ),
+    ),
   );
   const gateways = state.gateways;
   const failures: string[] = [];
@@ -215,7 +248,9 @@ async function main(state: { dir?: string; redis?: EmbeddedRedis; gateways: Serv
   // Held calls.
   console.error(`bench scale: ${HELD} held calls over ${HELD_SESSIONS} sessions on 2 gateways`);
   const heldSessions = await Promise.all(
-    Array.from({ length: HELD_SESSIONS }, (_, i) => connect(`${gateways[i % 2]?.url ?? ''}/everything`, `held-${i}`)),
+    Array.from({ length: HELD_SESSIONS }, (_, i) =>
+      connect(`${gateways[i % 2]?.url ?? ''}/everything`, `held-${i}`),
+    ),
   );
   await new Promise((resolve) => setTimeout(resolve, 1000));
   const rssMbBefore = await Promise.all(gateways.map((g) => rssMb(g.pid)));
@@ -231,15 +266,17 @@ async function main(state: { dir?: string; redis?: EmbeddedRedis; gateways: Serv
       const session = heldSessions[i % HELD_SESSIONS];
       if (!session) throw new Error('no session');
       held.push(
-        session.client.callTool({ name: 'echo', arguments: { message: `held-${i}` } }, undefined, { timeout: 1_800_000 }).then(
-          (result) => {
-            const text = (result.content as { text?: string }[])[0]?.text ?? '';
-            if (!result.isError && text.includes(`held-${i}`)) answered += 1;
-          },
-          (error: Error) => {
-            failedEarly ??= error.message;
-          },
-        ),
+        session.client
+          .callTool({ name: 'echo', arguments: { message: `held-${i}` } }, undefined, { timeout: 1_800_000 })
+          .then(
+            (result) => {
+              const text = (result.content as { text?: string }[])[0]?.text ?? '';
+              if (!result.isError && text.includes(`held-${i}`)) answered += 1;
+            },
+            (error: Error) => {
+              failedEarly ??= error.message;
+            },
+          ),
       );
     }
     const target = Math.min(HELD, start + HELD_WAVE);
@@ -264,17 +301,23 @@ async function main(state: { dir?: string; redis?: EmbeddedRedis; gateways: Serv
   const drainSeconds = (performance.now() - drainStarted) / 1000;
   const heldPacing = await pacing(redis, prefix, heldIds, PACE_HELD);
   if (answered !== HELD) failures.push(`held: ${HELD - answered} of ${HELD} calls got no result`);
-  if (heldPacing.executed !== HELD) failures.push(`held: ${heldPacing.executed} executions for ${HELD} calls`);
-  if (!heldPacing.pacing.withinLimit) failures.push(`held: ${heldPacing.pacing.maxInOneWindow} executions in one second (limit ${PACE_HELD})`);
-  await Promise.all(heldSessions.map(async ({ client, transport }) => {
-    await transport.terminateSession().catch(() => undefined);
-    await client.close().catch(() => undefined);
-  }));
+  if (heldPacing.executed !== HELD)
+    failures.push(`held: ${heldPacing.executed} executions for ${HELD} calls`);
+  if (!heldPacing.pacing.withinLimit)
+    failures.push(`held: ${heldPacing.pacing.maxInOneWindow} executions in one second (limit ${PACE_HELD})`);
+  await Promise.all(
+    heldSessions.map(async ({ client, transport }) => {
+      await transport.terminateSession().catch(() => undefined);
+      await client.close().catch(() => undefined);
+    }),
+  );
 
   // Parked as tasks, without a connection.
   console.error(`bench scale: ${PARKED} calls parked as tasks over ${PARK_SESSIONS} sessions`);
   const parkSessions = await Promise.all(
-    Array.from({ length: PARK_SESSIONS }, (_, i) => connect(`${gateways[i % 2]?.url ?? ''}/everything`, `park-${i}`)),
+    Array.from({ length: PARK_SESSIONS }, (_, i) =>
+      connect(`${gateways[i % 2]?.url ?? ''}/everything`, `park-${i}`),
+    ),
   );
   const parkedBefore = await redisMb(redis);
   const parkedStarted = performance.now();
@@ -295,15 +338,18 @@ async function main(state: { dir?: string; redis?: EmbeddedRedis; gateways: Serv
     }),
   );
   const parkedSeconds = (performance.now() - parkedStarted) / 1000;
-  await Promise.all(parkSessions.map(async ({ client, transport }) => {
-    await transport.terminateSession().catch(() => undefined);
-    await client.close().catch(() => undefined);
-  }));
+  await Promise.all(
+    parkSessions.map(async ({ client, transport }) => {
+      await transport.terminateSession().catch(() => undefined);
+      await client.close().catch(() => undefined);
+    }),
+  );
   await new Promise((resolve) => setTimeout(resolve, 2000));
   const parkedMb = await redisMb(redis);
   const rssMbParked = await Promise.all(gateways.map((g) => rssMb(g.pid)));
   const parkedIds = await pendingIds(redis, prefix);
-  if (parkedIds.length !== PARKED) failures.push(`parked: ${parkedIds.length} pending approvals for ${PARKED} tasks`);
+  if (parkedIds.length !== PARKED)
+    failures.push(`parked: ${parkedIds.length} pending approvals for ${PARKED} tasks`);
   console.error(`bench scale: parked in ${parkedSeconds.toFixed(1)} s; approving them all`);
   const approveStarted = performance.now();
   await approveAll(gateways, parkedIds);
@@ -317,9 +363,12 @@ async function main(state: { dir?: string; redis?: EmbeddedRedis; gateways: Serv
   );
   const parkedDrainSeconds = (performance.now() - approveStarted) / 1000;
   const parkedPacing = await pacing(redis, prefix, parkedIds, PACE_PARKED);
-  if (parkedPacing.executed !== PARKED) failures.push(`parked: ${parkedPacing.executed} executions for ${PARKED} tasks`);
+  if (parkedPacing.executed !== PARKED)
+    failures.push(`parked: ${parkedPacing.executed} executions for ${PARKED} tasks`);
   if (!parkedPacing.pacing.withinLimit)
-    failures.push(`parked: ${parkedPacing.pacing.maxInOneWindow} executions in one second (limit ${PACE_PARKED})`);
+    failures.push(
+      `parked: ${parkedPacing.pacing.maxInOneWindow} executions in one second (limit ${PACE_PARKED})`,
+    );
   redis.disconnect();
 
   return {
@@ -363,7 +412,8 @@ function format(r: ScaleResult): string {
   const mb = (v: number): string => `${v.toFixed(1)} MB`;
   const h = r.held;
   const p = r.parked;
-  const perHeldKb = (h.rssMbHeld.reduce((a, b) => a + b, 0) - h.rssMbBefore.reduce((a, b) => a + b, 0)) * 1024 / h.calls;
+  const perHeldKb =
+    ((h.rssMbHeld.reduce((a, b) => a + b, 0) - h.rssMbBefore.reduce((a, b) => a + b, 0)) * 1024) / h.calls;
   const lines = [
     '',
     `parked calls at scale (two \`countersign serve\` processes from dist/, one redis-server; ${r.machine.cores} cores)`,
@@ -409,7 +459,9 @@ try {
   console.log(`\nwritten: ${path.relative(process.cwd(), RESULTS_FILE)}`);
   if (!result.pass) exitCode = 1;
 } catch (error) {
-  console.error(`bench scale failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+  console.error(
+    `bench scale failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
+  );
   exitCode = 1;
 } finally {
   await cleanUp();

@@ -71,13 +71,22 @@ function panel(
 function chart(stdio: BenchReport): string {
   const width = 820;
   const height = 300;
-  const sides = (r: BenchReport['results'][number], pick: (s: { callsPerSec: number; latency: { p50: number } }) => number): Bar[] => [
+  const sides = (
+    r: BenchReport['results'][number],
+    pick: (s: { callsPerSec: number; latency: { p50: number } }) => number,
+  ): Bar[] => [
     { label: '(a) direct', value: pick(r.direct), color: COLORS.direct },
     ...(r.proxy ? [{ label: '(b) mcp-proxy', value: pick(r.proxy), color: COLORS.proxy }] : []),
     { label: '(c) Countersign', value: pick(r.gateway), color: COLORS.gateway },
   ];
-  const throughput = stdio.results.map((r) => ({ label: `c=${r.concurrency}`, bars: sides(r, (s) => s.callsPerSec) }));
-  const latency = stdio.results.map((r) => ({ label: `c=${r.concurrency}`, bars: sides(r, (s) => s.latency.p50) }));
+  const throughput = stdio.results.map((r) => ({
+    label: `c=${r.concurrency}`,
+    bars: sides(r, (s) => s.callsPerSec),
+  }));
+  const latency = stdio.results.map((r) => ({
+    label: `c=${r.concurrency}`,
+    bars: sides(r, (s) => s.latency.p50),
+  }));
   const legend = [
     ['(a) direct (server-everything over Streamable HTTP)', COLORS.direct],
     ['(b) mcp-proxy → stdio', COLORS.proxy],

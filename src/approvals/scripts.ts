@@ -126,9 +126,23 @@ return { 0, 'cancelled' }
 export const CLAIM_SCRIPT = `
 local s = redis.call('HMGET', KEYS[1], 'status', 'execution')
 if s[1] ~= 'approved' or s[2] ~= 'none' then return 0 end
-redis.call('HSET', KEYS[1], 'execution', 'running', 'executionStartedAt', ARGV[1], 'executor', ARGV[2])
+redis.call('HSET', KEYS[1], 'execution', 'running', 'claimedAt', ARGV[1], 'executor', ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[3])
 redis.call('ZREM', KEYS[3], ARGV[3])
+return 1
+`;
+
+/**
+ * start — the claimant is about to send the call upstream (its limits are taken and its decision audited).
+ * Guarantee: only while the claim is still this claimant's and still running (not reported interrupted
+ * meanwhile), so a call declared orphaned is never sent; records when it really started.
+ *   KEYS[1] record   ARGV[1] claimant   ARGV[2] now (ms)
+ * Returns 1 when the call may go, 0 when it must not.
+ */
+export const START_SCRIPT = `
+local s = redis.call('HMGET', KEYS[1], 'execution', 'executor')
+if s[1] ~= 'running' or s[2] ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'executionStartedAt', ARGV[2])
 return 1
 `;
 
@@ -145,7 +159,7 @@ export const UNCLAIM_SCRIPT = `
 local s = redis.call('HMGET', KEYS[1], 'execution', 'executor', 'tasked')
 if s[1] ~= 'running' or s[2] ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'execution', 'none')
-redis.call('HDEL', KEYS[1], 'executionStartedAt', 'executor')
+redis.call('HDEL', KEYS[1], 'claimedAt', 'executionStartedAt', 'executor')
 redis.call('SREM', KEYS[2], ARGV[3])
 if s[3] == '1' then redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3]) end
 return 1

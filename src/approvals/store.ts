@@ -10,6 +10,7 @@ import {
   CREATE_SCRIPT,
   FINISH_SCRIPT,
   INTERRUPT_SCRIPT,
+  START_SCRIPT,
   TAKE_SCRIPT,
   TRANSITION_SCRIPT,
   UNBIND_SCRIPT,
@@ -25,6 +26,7 @@ const unbindScript = new LuaScript(UNBIND_SCRIPT);
 const unclaimScript = new LuaScript(UNCLAIM_SCRIPT);
 const interruptScript = new LuaScript(INTERRUPT_SCRIPT);
 const attachTaskScript = new LuaScript(ATTACH_TASK_SCRIPT);
+const startScript = new LuaScript(START_SCRIPT);
 
 /** How long a decided approval (and a kept result) stays readable after its expiry time. */
 export const KEEP_AFTER_EXPIRY_SECONDS = 24 * 3600;
@@ -224,6 +226,11 @@ export class ApprovalStore {
   async claim(id: string, claimant: string, now: number): Promise<boolean> {
     const keys = [this.record(id), this.runningIndex(), this.awaitingIndex()];
     return (await guarded(() => claimScript.run(this.redis, keys, [now, claimant, id]))) === 1;
+  }
+
+  /** The claimant is about to send the call upstream: false when the claim is no longer its own. */
+  async start(id: string, claimant: string, now: number): Promise<boolean> {
+    return (await guarded(() => startScript.run(this.redis, [this.record(id)], [claimant, now]))) === 1;
   }
 
   /** Gives a claim back for a call that never started (see UNCLAIM_SCRIPT). */

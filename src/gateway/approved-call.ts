@@ -61,8 +61,10 @@ export async function executeApproved(run: ApprovedRun): Promise<Execution> {
   }
   // Fence: after a long wait for a rate window (or a Redis outage), the claim may have been declared orphaned
   // and the call reported interrupted. Then it must not run.
-  const current = await services.approvals.store.get(record.id).catch(() => undefined);
-  if (current?.execution !== 'running' || current.executor !== run.claimant) {
+  const mayStart = await services.approvals.store
+    .start(record.id, run.claimant, services.now())
+    .catch(() => false);
+  if (!mayStart) {
     await services.limits.release(reservation).catch(() => undefined);
     return { outcome: 'superseded', result: refused(STORE_UNAVAILABLE).result };
   }

@@ -64,12 +64,15 @@ describe('upstream faults', () => {
     expect(results.map((e) => e.outcome)).toEqual(['interrupted', 'interrupted', 'interrupted']);
   });
 
-  it('a server that hangs: the call fails after timeout_ms with a clear error and the server is asked to cancel', async () => {
+  it('a server that hangs: the call fails after timeout_ms with a clear error, nothing stays in flight, and the server is asked to cancel', async () => {
     const started = Date.now();
     await expect(client.callTool({ name: 'sleep', arguments: { ms: 20_000 } })).rejects.toThrow(
       /upstream server "toy" did not answer "tools\/call" within 800 ms \(timeout_ms\)/,
     );
     expect(Date.now() - started).toBeLessThan(5000);
+    // Nothing is left in flight or parked in the gateway.
+    expect(gateway.services.inflight.size).toBe(0);
+    expect(gateway.services.approvals.parking.size).toBe(0);
     // The toy server subtracts 1000 from its call count when a sleep is cancelled.
     const count = await until(async () => {
       const n = Number(textOf((await client.callTool({ name: 'count', arguments: {} })) as CallToolResult));
