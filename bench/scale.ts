@@ -5,8 +5,8 @@
  *   held   — BENCH_HELD (10,000) `echo` calls held open (`wait: "hold"`) over 10 MCP sessions, half on each
  *            process: time until all are parked, RSS of each process, Redis used_memory. Then all are approved
  *            through the approvals API (requests spread over both processes): time until every held call has
- *            its answer, and the executions per 1-second window (from the approval records' execution start
- *            times) against the tool's global limit, `PACE_HELD` per second.
+ *            its answer, and the executions per 1-second window (from when each call's limit units were taken,
+ *            `admittedAt`) against the tool's global limit, `PACE_HELD` per second.
  *   parked — BENCH_PARKED (100,000) `get-sum` calls parked as MCP tasks, after which their sessions end (no
  *            connection is left): time to park, Redis memory per parked call, RSS of each process. Then all are
  *            approved through the API: the background runners execute them, paced by `PACE_PARKED` per second;
@@ -161,7 +161,7 @@ async function approveAll(gateways: ServeProcess[], ids: string[]): Promise<void
   );
 }
 
-/** Executions per 1-second window, from the approval records' execution start times. */
+/** Executions per 1-second window, from when each approved call's limit units were taken (`admittedAt`). */
 async function pacing(
   redis: Redis,
   prefix: string,
@@ -172,7 +172,8 @@ async function pacing(
   let executed = 0;
   for (let i = 0; i < ids.length; i += 5000) {
     const pipeline = redis.pipeline();
-    for (const id of ids.slice(i, i + 5000)) pipeline.hget(`${prefix}approval:${id}`, 'executionStartedAt');
+    // admittedAt: when the call's limit units were taken (the limiter's own clock and window).
+    for (const id of ids.slice(i, i + 5000)) pipeline.hget(`${prefix}approval:${id}`, 'admittedAt');
     for (const [, value] of (await pipeline.exec()) ?? []) {
       const at = Number(value);
       if (!Number.isFinite(at) || at <= 0) continue;

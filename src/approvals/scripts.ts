@@ -136,13 +136,13 @@ return 1
  * start — the claimant is about to send the call upstream (its limits are taken and its decision audited).
  * Guarantee: only while the claim is still this claimant's and still running (not reported interrupted
  * meanwhile), so a call declared orphaned is never sent; records when it really started.
- *   KEYS[1] record   ARGV[1] claimant   ARGV[2] now (ms)
+ *   KEYS[1] record   ARGV[1] claimant   ARGV[2] now (ms)   ARGV[3] when its limits were taken (ms)
  * Returns 1 when the call may go, 0 when it must not.
  */
 export const START_SCRIPT = `
 local s = redis.call('HMGET', KEYS[1], 'execution', 'executor')
 if s[1] ~= 'running' or s[2] ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'executionStartedAt', ARGV[2])
+redis.call('HSET', KEYS[1], 'executionStartedAt', ARGV[2], 'admittedAt', ARGV[3])
 return 1
 `;
 

@@ -229,8 +229,11 @@ export class ApprovalStore {
   }
 
   /** The claimant is about to send the call upstream: false when the claim is no longer its own. */
-  async start(id: string, claimant: string, now: number): Promise<boolean> {
-    return (await guarded(() => startScript.run(this.redis, [this.record(id)], [claimant, now]))) === 1;
+  async start(id: string, claimant: string, now: number, admittedAt: number): Promise<boolean> {
+    const reply = await guarded(() =>
+      startScript.run(this.redis, [this.record(id)], [claimant, now, admittedAt]),
+    );
+    return reply === 1;
   }
 
   /** Gives a claim back for a call that never started (see UNCLAIM_SCRIPT). */

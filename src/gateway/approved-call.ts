@@ -62,7 +62,7 @@ export async function executeApproved(run: ApprovedRun): Promise<Execution> {
   // Fence: after a long wait for a rate window (or a Redis outage), the claim may have been declared orphaned
   // and the call reported interrupted. Then it must not run.
   const mayStart = await services.approvals.store
-    .start(record.id, run.claimant, services.now())
+    .start(record.id, run.claimant, services.now(), reservation.at)
     .catch(() => false);
   if (!mayStart) {
     await services.limits.release(reservation).catch(() => undefined);
@@ -108,14 +108,15 @@ async function reservePaced(
   limits: LimitSpec[],
   subject: LimitSubject,
   signal: AbortSignal,
-): Promise<Reservation | RefusalDetail> {
+): Promise<(Reservation & { at: number }) | RefusalDetail> {
   let storeFailures = 0;
   for (;;) {
     if (signal.aborted)
       return { reason: 'interrupted', message: 'the gateway stopped before the approved call could run' };
     try {
-      const reserved = await services.limits.reserve(limits, subject, services.now());
-      if (reserved.ok) return reserved;
+      const at = services.now();
+      const reserved = await services.limits.reserve(limits, subject, at);
+      if (reserved.ok) return { ...reserved, at };
       await sleep(Math.max(10, reserved.retryAt.getTime() - services.now()) + Math.random() * 50, signal);
     } catch (error) {
       if (!(error instanceof LimitStoreUnavailableError) || ++storeFailures > 30) return STORE_UNAVAILABLE;
