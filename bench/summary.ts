@@ -1,8 +1,8 @@
 /**
  * `npm run bench`, last step: gathers the three runs (bench/results/latest-stdio.json, latest-http.json,
  * latest-scale.json) into bench/results/latest.json and draws bench/results/latest.svg from it: calls per
- * second and p50 latency of the direct connection (a), mcp-proxy (b) and Countersign (c) at each concurrency,
- * in the stdio topology. The README's chart is this file, copied to docs/performance.svg after a run.
+ * second of the direct connection (a), mcp-proxy (b) and Countersign (c) at each concurrency, and b and c
+ * relative to a, in the stdio topology. The README's chart is this file, copied to docs/performance.svg after a run.
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -71,39 +71,68 @@ function panel(
 function chart(stdio: BenchReport): string {
   const width = 820;
   const height = 300;
-  const sides = (
-    r: BenchReport['results'][number],
-    pick: (s: { callsPerSec: number; latency: { p50: number } }) => number,
-  ): Bar[] => [
-    { label: '(a) direct', value: pick(r.direct), color: COLORS.direct },
-    ...(r.proxy ? [{ label: '(b) mcp-proxy', value: pick(r.proxy), color: COLORS.proxy }] : []),
-    { label: '(c) Countersign', value: pick(r.gateway), color: COLORS.gateway },
-  ];
   const throughput = stdio.results.map((r) => ({
     label: `c=${r.concurrency}`,
-    bars: sides(r, (s) => s.callsPerSec),
+    bars: [
+      { label: '(a) direct', value: r.direct.callsPerSec, color: COLORS.direct },
+      ...(r.proxy ? [{ label: '(b) mcp-proxy', value: r.proxy.callsPerSec, color: COLORS.proxy }] : []),
+      { label: '(c) Countersign', value: r.gateway.callsPerSec, color: COLORS.gateway },
+    ],
   }));
-  const latency = stdio.results.map((r) => ({
+  const relative = stdio.results.map((r) => ({
     label: `c=${r.concurrency}`,
-    bars: sides(r, (s) => s.latency.p50),
+    bars: [
+      ...(r.proxy
+        ? [
+            {
+              label: '(b) mcp-proxy ÷ direct',
+              value: r.proxy.callsPerSec / r.direct.callsPerSec,
+              color: COLORS.proxy,
+            },
+          ]
+        : []),
+      {
+        label: '(c) Countersign ÷ direct',
+        value: r.gateway.callsPerSec / r.direct.callsPerSec,
+        color: COLORS.gateway,
+      },
+    ],
   }));
+  // Reference lines on the ratio panel: 1.0 (as fast as direct) and 0.95 (the goal for c/a).
+  const ratioMax = Math.max(1, ...relative.flatMap((g) => g.bars.map((b) => b.value)));
+  const lineY = (ratio: number): number => height - 40 - ((height - 80) * ratio) / ratioMax;
+  const references = [1, 0.95]
+    .map(
+      (ratio) =>
+        `<line x1="${width / 2 + 30}" x2="${width - 10}" y1="${lineY(ratio).toFixed(1)}" y2="${lineY(ratio).toFixed(1)}" stroke="#c33" stroke-dasharray="4 3"/>` +
+        `<text x="${width - 12}" y="${(lineY(ratio) - 3).toFixed(1)}" text-anchor="end" font-size="9" fill="#c33">${ratio.toFixed(2)}</text>`,
+    )
+    .join('\n');
   const legend = [
-    ['(a) direct (server-everything over Streamable HTTP)', COLORS.direct],
-    ['(b) mcp-proxy → stdio', COLORS.proxy],
-    ['(c) Countersign (policy + limit + audit) → stdio', COLORS.gateway],
+    ['(a) direct: server-everything over Streamable HTTP', COLORS.direct],
+    ['(b) mcp-proxy → stdio server', COLORS.proxy],
+    ['(c) Countersign (policy, limit, audit) → stdio server', COLORS.gateway],
   ]
     .map(
       ([label, color], i) =>
-        `<rect x="${20 + i * 270}" y="${height + 4}" width="12" height="12" fill="${color}"/><text x="${36 + i * 270}" y="${height + 14}" font-size="11">${escape(label ?? '')}</text>`,
+        `<rect x="20" y="${height + 6 + i * 16}" width="12" height="12" fill="${color}"/><text x="38" y="${height + 16 + i * 16}" font-size="11">${escape(label ?? '')}</text>`,
     )
     .join('\n');
   return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height + 40}" viewBox="0 0 ${width} ${height + 40}" font-family="sans-serif">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height + 60}" viewBox="0 0 ${width} ${height + 60}" font-family="sans-serif">`,
     `<rect width="100%" height="100%" fill="white"/>`,
     panel(0, 'calls per second (higher is better)', 'calls/s', throughput, width / 2, height),
-    panel(width / 2, 'p50 latency (lower is better)', 'ms', latency, width / 2, height),
+    panel(
+      width / 2,
+      'calls per second relative to direct',
+      'ratio (goal for c: ≥ 0.95)',
+      relative,
+      width / 2,
+      height,
+    ),
+    references,
     legend,
-    `<text x="${width - 10}" y="${height + 34}" text-anchor="end" font-size="9" fill="#777">${escape(`${stdio.machine.cpuModel}, ${stdio.machine.cores} cores, ${stdio.startedAt}`)}</text>`,
+    `<text x="${width - 10}" y="${height + 54}" text-anchor="end" font-size="9" fill="#777">${escape(`${stdio.machine.cpuModel}, ${stdio.machine.cores} cores, Node ${stdio.machine.node}, ${stdio.startedAt}`)}</text>`,
     '</svg>',
     '',
   ].join('\n');
