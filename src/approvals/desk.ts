@@ -124,6 +124,16 @@ export class ApprovalDesk {
         };
       case 'not_due':
         return { ok: false, code: 'already_decided', message: 'nothing changed', record };
+      case 'expired_now': {
+        // The click came after the expiry time: it expired the approval; the expiry's effects follow here.
+        await this.options.jobs.afterExpiry(id);
+        return {
+          ok: false,
+          code: 'already_decided',
+          message: alreadyDecidedText('expired', '', record.expiresAt),
+          record,
+        };
+      }
       default:
         break;
     }
@@ -158,6 +168,7 @@ export class ApprovalDesk {
       reason,
       this.options.now(),
     );
+    if (result.kind === 'expired_now') await this.options.jobs.afterExpiry(id);
     if (result.kind !== 'decided') return false;
     const record = await this.options.store.get(id);
     if (record) {

@@ -142,14 +142,16 @@ export class ApprovalJobs {
     const { store, now } = this.options;
     const result = await store.transition(id, 'expire', { id: '', name: '' }, '', now());
     if (result.kind === 'unknown') await store.forgetPending(id); // its record is gone: drop it from the index
-    if (result.kind === 'decided') {
-      const record = await store.get(id);
-      if (record) {
-        await this.options.hooks.onExpired(record);
-        await this.decided(record);
-      }
-    }
+    if (result.kind === 'decided' || result.kind === 'expired_now') await this.afterExpiry(id);
     return result.kind !== 'not_due';
+  }
+
+  /** What follows an expiry, whoever caused it (the sweep, or a late click): audit, wake waiters, redraw. */
+  async afterExpiry(id: string): Promise<void> {
+    const record = await this.options.store.get(id);
+    if (!record) return;
+    await this.options.hooks.onExpired(record);
+    await this.decided(record);
   }
 
   private async process(job: Job<ApprovalJobData, unknown, ApprovalJobName>): Promise<void> {

@@ -58,6 +58,14 @@ export interface ApprovalRecord {
 }
 
 const num = z.coerce.number();
+/**
+ * The call's arguments exactly as parsed from JSON. Not z.record: it drops a `__proto__` key, and the call
+ * that runs must carry exactly the arguments that were approved (and hashed).
+ */
+const argsObject = z.custom<Record<string, unknown>>(
+  (value) => typeof value === 'object' && value !== null && !Array.isArray(value),
+  { message: 'expected an object' },
+);
 const optionalText = z
   .string()
   .optional()
@@ -77,7 +85,7 @@ const json = <T extends z.ZodType>(schema: T) =>
  * then holds only short values, which Redis packs compactly (listpack), about 40% less memory per parked call.
  */
 const callSchema = z.object({
-  args: z.record(z.string(), z.unknown()),
+  args: argsObject,
   rule: z.string(),
   message: z.string(),
   reviewers: z.array(z.string()),
@@ -96,7 +104,7 @@ const storedSchema = z.object({
   session: z.string(),
   callId: z.string(),
   argsSha256: z.string(),
-  args: json(z.record(z.string(), z.unknown())),
+  args: json(argsObject),
   rule: z.string(),
   message: z.string(),
   channel: optionalText,

@@ -67,7 +67,25 @@ export class ExecutionRecovery {
       try {
         for (let page = 0; page < 20; page++) {
           const due = await store.overdue(now());
-          for (const id of due) await hooks.expireOverdue(id);
+          // Replicas sweep the same index: each starts at a random point, so a burst is shared out, and
+          // works through it a few at a time. The transition is atomic: an approval expires once.
+          const offset = Math.floor(Math.random() * due.length);
+          const order = [...due.slice(offset), ...due.slice(0, offset)];
+          let next = 0;
+          await Promise.all(
+            Array.from({ length: Math.min(16, order.length) }, async () => {
+              for (let i = next++; i < order.length; i = next++) {
+                const id = order[i];
+                if (id === undefined) continue;
+                await hooks.expireOverdue(id).catch((error: Error) => {
+                  logger.warn(
+                    { err: error.message, approvalId: id },
+                    'could not expire an approval; retrying next second',
+                  );
+                });
+              }
+            }),
+          );
           if (due.length < 500) return;
         }
       } catch (error) {

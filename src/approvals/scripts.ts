@@ -65,6 +65,7 @@ return { 0, ARGV[4] }
  *   { -2, status, by, name, at }          already decided (by whom, when)
  *   { -3, votes }                         this reviewer has already approved
  *   { -4 }                                expire asked before the expiry time
+ *   { 2, 'expired' }                      a decision arrived after the expiry time: it expired the approval now
  */
 export const TRANSITION_SCRIPT = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return { -1 } end
@@ -90,7 +91,7 @@ local expiresAt = tonumber(redis.call('HGET', KEYS[1], 'expiresAt'))
 if now >= expiresAt then
   final('expired', '', '', '', tostring(expiresAt))
   if verdict == 'expire' then return { 0, 'expired' } end
-  return { -2, 'expired', '', '', tostring(expiresAt) }
+  return { 2, 'expired' }
 end
 if verdict == 'expire' then return { -4 } end
 if verdict == 'approve' then
@@ -133,7 +134,8 @@ return 1
 `;
 
 /**
- * start — the claimant is about to send the call upstream (its limits are taken and its decision audited).
+ * start — the claimant is about to send the call upstream (its limits are taken; its `approved` decision is
+ * audited next).
  * Guarantee: only while the claim is still this claimant's and still running (not reported interrupted
  * meanwhile), so a call declared orphaned is never sent; records when it really started.
  *   KEYS[1] record   ARGV[1] claimant   ARGV[2] now (ms)   ARGV[3] when its limits were taken (ms)

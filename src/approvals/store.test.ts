@@ -103,7 +103,9 @@ describe('ApprovalStore (Lua state machine on a real Redis)', () => {
     expect(await store.transition(a.id, 'expire', { id: '', name: '' }, '', T0 + 59_999)).toEqual({
       kind: 'not_due',
     });
-    expect(await store.transition(a.id, 'approve', alice, '', T0 + 60_000)).toMatchObject({
+    // The late click expired it (its effects are owed by the caller); the next one finds it decided.
+    expect(await store.transition(a.id, 'approve', alice, '', T0 + 60_000)).toEqual({ kind: 'expired_now' });
+    expect(await store.transition(a.id, 'approve', alice, '', T0 + 60_001)).toMatchObject({
       kind: 'already_decided',
       status: 'expired',
     });
@@ -199,5 +201,16 @@ describe('ApprovalStore (Lua state machine on a real Redis)', () => {
       secretArgs: '[]',
     });
     expect(await store.get(legacy)).toMatchObject({ id: legacy, args: { old: true }, reviewers: ['U9'] });
+  });
+  it('keeps arguments exactly as approved, __proto__ keys included', async () => {
+    const args = JSON.parse(
+      '{"__proto__": {"admin": true}, "constructor": {"prototype": 1}, "a": 2}',
+    ) as Record<string, unknown>;
+    const a = approval({ grant: 'g-proto', args });
+    await store.create(a);
+    const record = await store.get(a.id);
+    expect(Object.keys(record?.args ?? {})).toEqual(['__proto__', 'constructor', 'a']);
+    expect(JSON.stringify(record?.args)).toBe(JSON.stringify(args));
+    expect(({} as Record<string, unknown>).admin).toBeUndefined();
   });
 });

@@ -66,7 +66,9 @@ export type TransitionResult =
   | { kind: 'unknown' }
   | { kind: 'already_decided'; status: ApprovalStatus; by: string; name: string; at: number }
   | { kind: 'already_voted'; votes: number }
-  | { kind: 'not_due' };
+  | { kind: 'not_due' }
+  /** A decision came after the expiry time and expired the approval itself (its effects are still owed). */
+  | { kind: 'expired_now' };
 
 export class ApprovalStoreUnavailableError extends Error {
   readonly code = 'countersign.approvals.unavailable';
@@ -206,6 +208,8 @@ export class ApprovalStore {
         return { kind: 'decided', status: reply[1] as Exclude<ApprovalStatus, 'pending'> };
       case 1:
         return { kind: 'vote_counted', votes: Number(reply[1]) };
+      case 2:
+        return { kind: 'expired_now' };
       case -1:
         return { kind: 'unknown' };
       case -2:
@@ -268,7 +272,10 @@ export class ApprovalStore {
     return reply === 1 ? 'pending' : reply === 2 ? 'approved' : 'decided';
   }
 
-  /** Drops an id from the pending indexes (its record is gone). */
+  /**
+   * Drops an id from the global pending index (its record is gone). The grant's index drops it by its score
+   * (the expiry time) the next time that grant parks a call.
+   */
   async forgetPending(id: string): Promise<void> {
     await guarded(() => this.redis.zrem(this.pendingIndex(), id));
   }

@@ -61,12 +61,14 @@ export async function executeApproved(run: ApprovedRun): Promise<Execution> {
   }
   // Fence: after a long wait for a rate window (or a Redis outage), the claim may have been declared orphaned
   // and the call reported interrupted. Then it must not run.
-  const mayStart = await services.approvals.store
-    .start(record.id, run.claimant, services.now(), reservation.at)
-    .catch(() => false);
-  if (!mayStart) {
+  const start = await startFenced(services, record.id, run.claimant, reservation.at);
+  if (start !== 'start') {
     await services.limits.release(reservation).catch(() => undefined);
-    return { outcome: 'superseded', result: refused(STORE_UNAVAILABLE).result };
+    // Superseded: reported interrupted by another process. Unavailable: not started; the claim is given back.
+    return {
+      outcome: start === 'superseded' ? 'superseded' : 'not_started',
+      result: refused(STORE_UNAVAILABLE).result,
+    };
   }
   const approvedBy = record.decidedByName || record.decidedBy || 'a reviewer';
   const audited = await auditAllowed(
@@ -88,6 +90,28 @@ export async function executeApproved(run: ApprovedRun): Promise<Execution> {
   // The params carry no task, so the upstream answers with a result, never a task of its own.
   const outcome = forwarded.outcome === 'task_created' ? 'upstream_error' : forwarded.outcome;
   return { result: forwarded.result, outcome };
+}
+
+/**
+ * Runs START_SCRIPT, retrying Redis errors for a few seconds (it is idempotent for its claimant, so a reply
+ * lost after it applied is harmless to repeat). 'superseded' only when Redis says the claim is not ours.
+ */
+async function startFenced(
+  services: GatewayServices,
+  id: string,
+  claimant: string,
+  admittedAt: number,
+): Promise<'start' | 'superseded' | 'unavailable'> {
+  for (let attempt = 1; attempt <= 10; attempt++) {
+    try {
+      return (await services.approvals.store.start(id, claimant, services.now(), admittedAt))
+        ? 'start'
+        : 'superseded';
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
+  return 'unavailable';
 }
 
 async function sleep(ms: number, signal: AbortSignal): Promise<void> {
