@@ -14,6 +14,7 @@ import type { RefusalDetail } from './answers.js';
 import { auditAllowed, forward } from './pipeline.js';
 import type { EventBase } from './pipeline.js';
 import type { GatewayServices } from './services.js';
+import { abortableSleep } from './abortable-sleep.js';
 
 export interface ApprovedRun {
   services: GatewayServices;
@@ -114,18 +115,6 @@ async function startFenced(
   return 'unavailable';
 }
 
-async function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  await new Promise<void>((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
-
 /** Takes the tool's limits for an approved call, waiting for the next window while they are full. */
 async function reservePaced(
   services: GatewayServices,
@@ -141,10 +130,13 @@ async function reservePaced(
       const at = services.now();
       const reserved = await services.limits.reserve(limits, subject, at);
       if (reserved.ok) return { ...reserved, at };
-      await sleep(Math.max(10, reserved.retryAt.getTime() - services.now()) + Math.random() * 50, signal);
+      await abortableSleep(
+        Math.max(10, reserved.retryAt.getTime() - services.now()) + Math.random() * 50,
+        signal,
+      );
     } catch (error) {
       if (!(error instanceof LimitStoreUnavailableError) || ++storeFailures > 30) return STORE_UNAVAILABLE;
-      await sleep(1000, signal);
+      await abortableSleep(1000, signal);
     }
   }
 }

@@ -6,21 +6,10 @@
 import { CallToolResultSchema, GetTaskResultSchema } from '@modelcontextprotocol/sdk/types.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { UpstreamConnection } from '../upstream/connection.js';
+import { abortableSleep } from './abortable-sleep.js';
 
 const MIN_POLL_MS = 50;
 const MAX_POLL_MS = 30_000;
-
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
 
 export async function awaitUpstreamTask(
   connection: UpstreamConnection,
@@ -34,7 +23,7 @@ export async function awaitUpstreamTask(
     });
     // input_required: tasks/result is where the upstream delivers what it needs to ask.
     if (task.status !== 'working') break;
-    await pause(Math.min(Math.max(task.pollInterval ?? 1000, MIN_POLL_MS), MAX_POLL_MS), signal);
+    await abortableSleep(Math.min(Math.max(task.pollInterval ?? 1000, MIN_POLL_MS), MAX_POLL_MS), signal);
   }
   return connection.request({ method: 'tasks/result', params: { taskId } }, CallToolResultSchema, { signal });
 }
