@@ -3,6 +3,36 @@ import { redactArguments } from '../audit/args.js';
 import { newUlid } from '../ids/ulid.js';
 import type { ApprovalRecord } from './record.js';
 
+/** The audit fields that name the parked call an approval is bound to (every event about it carries them). */
+export function callEventFields(
+  record: ApprovalRecord,
+  keepArguments: boolean,
+): Pick<
+  AuditEvent,
+  | 'callId'
+  | 'grant'
+  | 'owner'
+  | 'session'
+  | 'server'
+  | 'tool'
+  | 'argsSha256'
+  | 'args'
+  | 'argsRedacted'
+  | 'approvalId'
+> {
+  return {
+    callId: record.callId,
+    grant: record.grant,
+    owner: record.owner,
+    session: record.session,
+    server: record.server,
+    tool: record.tool,
+    argsSha256: record.argsSha256,
+    ...(keepArguments ? { args: record.args } : { argsRedacted: redactArguments(record.args) }),
+    approvalId: record.id,
+  };
+}
+
 /** An `approval` audit event about one approval, carrying the call it is bound to. */
 export function approvalAudit(
   record: ApprovalRecord,
@@ -19,20 +49,12 @@ export function approvalAudit(
     id: newUlid(),
     time: new Date(time).toISOString(),
     type: 'approval',
-    callId: record.callId,
-    grant: record.grant,
-    owner: record.owner,
-    session: record.session,
-    server: record.server,
-    tool: record.tool,
-    argsSha256: record.argsSha256,
-    ...(step.keepArguments ? { args: record.args } : { argsRedacted: redactArguments(record.args) }),
+    ...callEventFields(record, step.keepArguments ?? false),
     decision: step.decision,
     reason: step.reason,
     rule: record.rule,
     message: step.message,
     counters: [],
-    approvalId: record.id,
     ...(step.reviewer ? { reviewer: step.reviewer } : {}),
   };
 }

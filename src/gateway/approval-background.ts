@@ -3,9 +3,9 @@
  * and the recovery sweep (liveness key, interrupted executions, lost jobs, overdue expiries).
  */
 import { ExecutionRecovery } from '../approvals/recovery.js';
-import { approvalAudit } from '../approvals/audit.js';
+import { approvalAudit, callEventFields } from '../approvals/audit.js';
 import { newUlid } from '../ids/ulid.js';
-import { ApprovedCallRunner, eventBaseOf, interruptedResult } from './approved-runner.js';
+import { ApprovedCallRunner, interruptedResult } from './approved-runner.js';
 import { writeAudit } from './audit-write.js';
 import type { GatewayServices } from './services.js';
 
@@ -27,7 +27,7 @@ export async function startApprovalBackground(services: GatewayServices): Promis
       interrupted: async (record) => {
         metrics.approvals.inc({ server: record.server, step: 'interrupted' });
         await writeAudit(services, {
-          ...eventBaseOf(record, config.raw.audit.keep_arguments),
+          ...callEventFields(record, config.raw.audit.keep_arguments),
           id: newUlid(),
           time: new Date(now()).toISOString(),
           type: 'result',

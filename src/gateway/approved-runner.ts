@@ -11,7 +11,7 @@ import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
 import type { Execution } from '../approvals/parking.js';
 import { recordExecution } from '../approvals/parking.js';
 import type { ApprovalRecord } from '../approvals/record.js';
-import { redactArguments } from '../audit/args.js';
+import { callEventFields } from '../approvals/audit.js';
 import type { Grant } from '../config/load.js';
 import { decide } from '../policy/decide.js';
 import { UpstreamConnection } from '../upstream/connection.js';
@@ -24,21 +24,6 @@ import type { EventBase } from './pipeline.js';
 import type { GatewayServices } from './services.js';
 
 const RUNNER_INFO = { name: 'countersign-runner', version: '0.1.0' };
-
-/** The audit fields of a parked call, rebuilt from its approval record. */
-export function eventBaseOf(record: ApprovalRecord, keepArguments: boolean): EventBase {
-  return {
-    callId: record.callId,
-    grant: record.grant,
-    owner: record.owner,
-    session: record.session,
-    server: record.server,
-    tool: record.tool,
-    argsSha256: record.argsSha256,
-    ...(keepArguments ? { args: record.args } : { argsRedacted: redactArguments(record.args) }),
-    approvalId: record.id,
-  };
-}
 
 /** What an interrupted call's retry or task is told. */
 export function interruptedResult(record: ApprovalRecord): string {
@@ -75,7 +60,7 @@ export class ApprovedCallRunner {
     const record = await store.get(approvalId);
     if (!record || record.status !== 'approved' || record.execution !== 'none') return;
     const keep = services.config.raw.audit.keep_arguments;
-    const base = eventBaseOf(record, keep);
+    const base = callEventFields(record, keep);
     const grant: Grant | undefined = services.config.grants.find((g) => g.id === record.grant);
     const policy = services.policies.resolve(record.server, record.grant);
     const decision = grant ? decide(policy, { tool: record.tool, args: record.args }, { grant }) : undefined;
