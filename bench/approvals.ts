@@ -61,13 +61,13 @@ export interface ApprovalsResult {
   };
 }
 
-async function rssMb(pid: number): Promise<number> {
+export async function rssMb(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   const kb = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 'NaN');
   return kb / 1024;
 }
 
-async function redisMb(redis: Redis): Promise<number> {
+export async function redisMb(redis: Redis): Promise<number> {
   const info = await redis.info('memory');
   return Number(/used_memory:(\d+)/.exec(info)?.[1] ?? 'NaN') / (1024 * 1024);
 }

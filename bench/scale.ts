@@ -29,6 +29,7 @@ import { CreateTaskResultSchema } from '@modelcontextprotocol/sdk/types.js';
 import { Redis } from 'ioredis';
 import { startEmbeddedRedis } from '../src/redis/embedded.js';
 import type { EmbeddedRedis } from '../src/redis/embedded.js';
+import { redisMb, rssMb } from './approvals.js';
 import { benchFetch } from './load.js';
 import { startServe } from './precision.js';
 import type { ServeProcess } from './precision.js';
@@ -112,15 +113,6 @@ export interface ScaleResult {
   };
   pass: boolean;
   failures: string[];
-}
-
-async function rssMb(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 'NaN') / 1024;
-}
-
-async function redisMb(redis: Redis): Promise<number> {
-  return Number(/used_memory:(\d+)/.exec(await redis.info('memory'))?.[1] ?? 'NaN') / (1024 * 1024);
 }
 
 async function until(probe: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {

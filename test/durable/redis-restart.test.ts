@@ -25,7 +25,7 @@ import {
   CHANNEL,
   SIGNING_SECRET,
   api,
-  approvalIdOf,
+  postedApprovalId,
   executions,
   sha,
   slackEnv,
@@ -117,9 +117,7 @@ describe('Redis restarted with calls parked (append-only file on)', () => {
       );
     const ids: string[] = [];
     for (const marker of ['outage-task', 'outage-held']) {
-      const id = approvalIdOf(
-        await slack.waitFor('chat.postMessage', (c) => JSON.stringify(c.body.blocks ?? '').includes(marker)),
-      );
+      const id = await postedApprovalId(slack, marker, 10_000);
       await until(
         async () => ((await api(gateway.url, `/approvals/${id}`)).json.slackTs ? true : undefined),
         10_000,

@@ -23,7 +23,7 @@ import {
   CHANNEL,
   SIGNING_SECRET,
   api,
-  approvalIdOf,
+  postedApprovalId,
   executions,
   sha,
   slackEnv,
@@ -120,16 +120,6 @@ describe('restarts and crashes with parked calls (serve child processes)', () =>
     );
   }
 
-  async function approvalFor(marker: string): Promise<string> {
-    return approvalIdOf(
-      await slack.waitFor(
-        'chat.postMessage',
-        (c) => c.body.thread_ts === undefined && JSON.stringify(c.body.blocks ?? '').includes(marker),
-        15_000,
-      ),
-    );
-  }
-
   const ran = async (tool: string, key: string, value: unknown): Promise<number> =>
     (await executions(log)).filter((e) => e.tool === tool && e.args[key] === value).length;
 
@@ -151,8 +141,8 @@ describe('restarts and crashes with parked calls (serve child processes)', () =>
         timeout: 60_000,
       })
       .catch((error: Error) => error);
-    const taskApproval = await approvalFor('k9-task');
-    const heldApproval = await approvalFor('k9-held');
+    const taskApproval = await postedApprovalId(slack, 'k9-task', 15_000);
+    const heldApproval = await postedApprovalId(slack, 'k9-held', 15_000);
 
     await killHard(a);
 
@@ -194,12 +184,12 @@ describe('restarts and crashes with parked calls (serve child processes)', () =>
     const a = await gateway();
     const agentA = await agentOf(a);
     const task = await asTask(agentA, 'sleep', { ms: 4000 });
-    const id = await approvalFor('4000');
+    const id = await postedApprovalId(slack, '4000', 15_000);
     // A plain held call too: it runs in the session that holds it, not in the background runner.
     const held = agentA
       .callTool({ name: 'sleep', arguments: { ms: 4001 } }, undefined, { timeout: 60_000 })
       .catch((error: Error) => error);
-    const heldId = await approvalFor('4001');
+    const heldId = await postedApprovalId(slack, '4001', 15_000);
     for (const approval of [id, heldId])
       await postInteraction(a.url, SIGNING_SECRET, clickPayload('countersign_approve', approval, ALICE));
     await until(
@@ -250,7 +240,7 @@ describe('restarts and crashes with parked calls (serve child processes)', () =>
     const a = await gateway();
     const agentA = await agentOf(a);
     const running = await asTask(agentA, 'sleep', { ms: 1500 });
-    const runningId = await approvalFor('1500');
+    const runningId = await postedApprovalId(slack, '1500', 15_000);
     await postInteraction(a.url, SIGNING_SECRET, clickPayload('countersign_approve', runningId, ALICE));
     await until(
       async () => ((await ran('sleep', 'ms', 1500)) === 1 ? true : undefined),
@@ -262,7 +252,7 @@ describe('restarts and crashes with parked calls (serve child processes)', () =>
       undefined,
       { timeout: 60_000 },
     ) as Promise<CallToolResult>;
-    const heldId = await approvalFor('term-held');
+    const heldId = await postedApprovalId(slack, 'term-held', 15_000);
 
     const exited = new Promise<number | null>((resolve) => a.child.once('exit', resolve));
     a.child.kill('SIGTERM');
@@ -297,7 +287,7 @@ describe('restarts and crashes with parked calls (serve child processes)', () =>
     const a = await gateway();
     const agentA = await agentOf(a);
     const task = await asTask(agentA, 'DeleteCluster', { id: 'while-down' });
-    const id = await approvalFor('while-down');
+    const id = await postedApprovalId(slack, 'while-down', 15_000);
     // Killed once the message's id is recorded (so the next process can redraw it).
     await until(
       async () => ((await api(a.url, `/approvals/${id}`)).json.slackTs ? true : undefined),

@@ -23,7 +23,7 @@ import {
   CHANNEL,
   SIGNING_SECRET,
   api,
-  approvalIdOf,
+  postedApprovalId,
   executions,
   sha,
   slackEnv,
@@ -109,12 +109,6 @@ describe('MCP tasks for approval-gated calls (serve child process)', () => {
     );
   }
 
-  async function messageFor(marker: string): Promise<string> {
-    return approvalIdOf(
-      await slack.waitFor('chat.postMessage', (c) => JSON.stringify(c.body.blocks ?? '').includes(marker)),
-    );
-  }
-
   it('declares tasks, and lists a tool a person must approve as task-capable with a note', async () => {
     expect(agent.getServerCapabilities()?.tasks).toEqual({
       list: {},
@@ -137,7 +131,7 @@ describe('MCP tasks for approval-gated calls (serve child process)', () => {
     expect(created.task.status).toBe('working');
     expect(created.task.pollInterval).toBe(100);
     expect(created.task.ttl).toBe(7_200_000);
-    const id = await messageFor('task-approved');
+    const id = await postedApprovalId(slack, 'task-approved', 10_000);
     expect(created.task.statusMessage).toContain(`approval ${id}`);
     expect(created.task.statusMessage).toContain(`Slack channel ${CHANNEL}`);
     expect(created._meta?.['io.modelcontextprotocol/model-immediate-response']).toContain('has not run');
@@ -206,7 +200,7 @@ describe('MCP tasks for approval-gated calls (serve child process)', () => {
         timeout: 60_000,
       })
       .catch((error: Error) => error);
-    const id = await messageFor('task-late');
+    const id = await postedApprovalId(slack, 'task-late', 10_000);
     // The session ends, so nobody is left to run the call once approved.
     await (other.transport as StreamableHTTPClientTransport).terminateSession();
     await other.close();
@@ -229,7 +223,7 @@ describe('MCP tasks for approval-gated calls (serve child process)', () => {
     // A ttl shorter than the approval's timeout is raised: the task outlives the approval's expiry by 10 min.
     const created = await callAsTask('CloneContainerToECR', { repositoryName: 'task-rejected' }, 1000);
     expect(created.task.ttl).toBeGreaterThan(15 * 60_000 - 5000);
-    const id = await messageFor('task-rejected');
+    const id = await postedApprovalId(slack, 'task-rejected', 10_000);
     await postInteraction(gateway.url, SIGNING_SECRET, rejectSubmission(id, BOB, 'not during the freeze'));
     const result = (await agent.experimental.tasks.getTaskResult(created.task.taskId, CallToolResultSchema, {
       timeout: 30_000,
@@ -244,7 +238,7 @@ describe('MCP tasks for approval-gated calls (serve child process)', () => {
 
   it('tasks/cancel cancels the approval, updates the Slack message, and a later click changes nothing', async () => {
     const created = await callAsTask('CloneContainerToECR', { repositoryName: 'task-cancelled' });
-    const id = await messageFor('task-cancelled');
+    const id = await postedApprovalId(slack, 'task-cancelled', 10_000);
     const cancelled = await agent.experimental.tasks.cancelTask(created.task.taskId);
     expect(cancelled.status).toBe('cancelled');
     expect(cancelled.statusMessage).toContain('not executed');

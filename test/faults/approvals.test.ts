@@ -15,7 +15,7 @@ import {
   ALICE,
   CHANNEL,
   SIGNING_SECRET,
-  approvalIdOf,
+  postedApprovalId,
   executions,
   sha,
   slackEnv,
@@ -75,16 +75,6 @@ describe('faults around parked calls', () => {
   const ran = async (name: string): Promise<number> =>
     (await executions(log)).filter((e) => e.args.repositoryName === name).length;
 
-  async function approvalFor(marker: string): Promise<string> {
-    return approvalIdOf(
-      await slack.waitFor(
-        'chat.postMessage',
-        (c) => c.status === 200 && JSON.stringify(c.body.blocks ?? '').includes(marker),
-        20_000,
-      ),
-    );
-  }
-
   it('the client gives up on a held call: the approval still resolves, the result waits for the retry, nothing leaks', async () => {
     const { client } = await connect(`${gateway.url}/mcp`);
     const controller = new AbortController();
@@ -93,7 +83,7 @@ describe('faults around parked calls', () => {
         signal: controller.signal,
       })
       .catch((error: Error) => error);
-    const id = await approvalFor('gave-up');
+    const id = await postedApprovalId(slack, 'gave-up');
     controller.abort();
     expect(await held).toBeInstanceOf(Error);
     // Its session lives, so the approval runs the call at once and keeps the result for the retry.
@@ -135,7 +125,7 @@ describe('faults around parked calls', () => {
       signal: connection.signal,
     });
     expect(response.headers.get('content-type')).toContain('text/event-stream');
-    const id = await approvalFor('dropped');
+    const id = await postedApprovalId(slack, 'dropped');
     connection.abort(); // the TCP connection closes; the client says nothing
     await new Promise((r) => setTimeout(r, 300));
     await postInteraction(gateway.url, SIGNING_SECRET, clickPayload('countersign_approve', id, ALICE));
@@ -161,7 +151,7 @@ describe('faults around parked calls', () => {
         timeout: 60_000,
       })
       .catch((error: Error) => error);
-    const id = await approvalFor('gone-away');
+    const id = await postedApprovalId(slack, 'gone-away');
     await first.transport.terminateSession();
     await first.client.close();
     expect(await held).toBeInstanceOf(Error);
@@ -207,7 +197,7 @@ describe('faults around parked calls', () => {
     const denied = await expiring;
     expect(denied.isError).toBe(true);
     expect(text(denied)).toContain('No decision within 2s; not executed');
-    const id = await approvalFor('slack-back');
+    const id = await postedApprovalId(slack, 'slack-back');
     expect(posts() - before).toBeGreaterThan(8); // every failed try, then the one that got through
     await postInteraction(gateway.url, SIGNING_SECRET, clickPayload('countersign_approve', id, ALICE));
     expect(text(await surviving)).toContain('cloned into slack-back');

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import type { SlackCall, SlackUser } from './fake-slack.js';
+import type { FakeSlack, SlackCall, SlackUser } from './fake-slack.js';
 
 export const SIGNING_SECRET = 'test-signing-secret-0123456789';
 export const ADMIN_TOKEN = 'admin-token-0123456789abcdef';
@@ -34,6 +34,27 @@ export function approvalIdOf(call: SlackCall): string {
   const approve = actions?.elements?.find((e) => e.action_id === 'countersign_approve');
   if (!approve) throw new Error('no Approve button in the message');
   return approve.value;
+}
+
+/**
+ * The id of the approval message Slack accepted whose blocks mention `marker` (an argument value of the parked
+ * call); failed posts and thread replies are skipped.
+ */
+export async function postedApprovalId(
+  slack: FakeSlack,
+  marker: string,
+  timeoutMs = 20_000,
+): Promise<string> {
+  return approvalIdOf(
+    await slack.waitFor(
+      'chat.postMessage',
+      (c) =>
+        c.status === 200 &&
+        c.body.thread_ts === undefined &&
+        JSON.stringify(c.body.blocks ?? '').includes(marker),
+      timeoutMs,
+    ),
+  );
 }
 
 export interface Execution {
