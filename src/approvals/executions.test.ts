@@ -16,6 +16,10 @@ describe('ApprovalExecutions (BullMQ on a real Redis)', () => {
   it('runs a queued approval once, and a run that failed before its claim can be queued again', async () => {
     const runs: string[] = [];
     let failFirst = true;
+    // Both enqueues happen before any worker runs, so the second one meets a job that is still waiting (once the
+    // job has failed, enqueue replaces it on purpose; see the second half of this test).
+    await queue.enqueue('A1');
+    await queue.enqueue('A1'); // still queued: not added twice
     queue.start(async (id) => {
       runs.push(id);
       if (failFirst) {
@@ -23,8 +27,6 @@ describe('ApprovalExecutions (BullMQ on a real Redis)', () => {
         throw new Error('Redis blinked');
       }
     });
-    await queue.enqueue('A1');
-    await queue.enqueue('A1'); // still queued: not added twice
     const deadline = Date.now() + 10_000;
     while (runs.length < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     await new Promise((r) => setTimeout(r, 200));
