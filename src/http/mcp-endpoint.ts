@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { InitializeRequestSchema, isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { Request, Response } from 'express';
 import { z } from 'zod';
@@ -12,6 +11,7 @@ import { recordAuthFailure } from './auth-failure.js';
 import type { AuthThrottle } from './auth-throttle.js';
 import type { GrantAuthenticator } from './guards.js';
 import { jsonRpcError } from './guards.js';
+import { NodeStreamableTransport } from './streamable-transport.js';
 
 /** A JSON-RPC message (or batch member) whose method is initialize, valid or not. */
 function isInitializeMessage(body: unknown): boolean {
@@ -44,7 +44,7 @@ function tooManyFailures(res: Response, retryAfterSeconds: number): void {
 
 interface HttpSession {
   session: GatewaySession;
-  transport: StreamableHTTPServerTransport;
+  transport: NodeStreamableTransport;
   /** The endpoint it was opened on (`*` for /mcp): a session id only works there. */
   endpoint: string;
   lastSeen: number;
@@ -175,8 +175,8 @@ export class McpHttpEndpoint {
       jsonRpcError(res, 502, -32603, (error as Error).message);
       return;
     }
-    const transport = new StreamableHTTPServerTransport({
-      sessionIdGenerator: () => id,
+    const transport = new NodeStreamableTransport({
+      sessionId: id,
       onsessionclosed: () => void this.drop(id),
     });
     const entry: HttpSession = { session, transport, endpoint, lastSeen: Date.now(), openRequests: 0 };

@@ -1,0 +1,232 @@
+import { createServer } from 'node:http';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { MAX_BATCH_SIZE, NodeStreamableTransport } from './streamable-transport.js';
+
+const HEADERS = {
+  'content-type': 'application/json',
+  accept: 'application/json, text/event-stream',
+};
+
+interface Harness {
+  url: string;
+  transport: NodeStreamableTransport;
+  received: JSONRPCMessage[];
+  errors: Error[];
+}
+
+const servers: Server[] = [];
+afterEach(async () => {
+  await Promise.all(
+    servers.splice(0).map((s) => {
+      s.closeAllConnections();
+      return new Promise((r) => s.close(r));
+    }),
+  );
+});
+
+/** A real HTTP server whose one session is the transport; the test plays the MCP server through `respond`. */
+async function harness(
+  respond: (message: JSONRPCMessage, transport: NodeStreamableTransport) => void,
+  options: { sseAfterMs?: number; keepAliveMs?: number } = {},
+): Promise<Harness> {
+  const transport = new NodeStreamableTransport({ sessionId: 'S1', ...options });
+  const received: JSONRPCMessage[] = [];
+  const errors: Error[] = [];
+  transport.onmessage = (message) => {
+    received.push(message);
+    respond(message, transport);
+  };
+  const server = createServer((req, res) => {
+    let text = '';
+    req.on('data', (chunk: Buffer) => (text += chunk.toString()));
+    req.on('end', () => {
+      void transport
+        .handleRequest(req, res, text ? JSON.parse(text) : undefined)
+        .catch((e: Error) => errors.push(e));
+    });
+  });
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, transport, received, errors };
+}
+
+function request(id: number | string, method = 'tools/call'): JSONRPCMessage {
+  return { jsonrpc: '2.0', id, method, params: {} };
+}
+
+/** Answers every request at once with its own id in the result. */
+function echo(message: JSONRPCMessage, transport: NodeStreamableTransport): void {
+  if ('method' in message && 'id' in message)
+    void transport.send({ jsonrpc: '2.0', id: message.id, result: { echoed: message.id } });
+}
+
+function sseData(text: string): unknown[] {
+  return text
+    .split('\n')
+    .filter((line) => line.startsWith('data: '))
+    .map((line) => JSON.parse(line.slice(6)) as unknown);
+}
+
+describe('NodeStreamableTransport (Streamable HTTP on node:http)', () => {
+  it('answers a request ready at once as plain JSON, with the session id header', async () => {
+    const h = await harness(echo);
+    const res = await fetch(h.url, { method: 'POST', headers: HEADERS, body: JSON.stringify(request(7)) });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('application/json');
+    expect(res.headers.get('mcp-session-id')).toBe('S1');
+    expect(await res.json()).toEqual({ jsonrpc: '2.0', id: 7, result: { echoed: 7 } });
+  });
+
+  it('answers a batch with an array once every request in it has its answer', async () => {
+    const h = await harness((message, transport) => {
+      // The second request is answered first: order of answers follows completion.
+      if ('id' in message && message.id === 2) echo(message, transport);
+      if ('id' in message && message.id === 1) setTimeout(() => echo(message, transport), 50);
+    });
+    const res = await fetch(h.url, {
+      method: 'POST',
+      headers: HEADERS,
+      body: JSON.stringify([request(1), request(2), { jsonrpc: '2.0', method: 'notifications/x' }]),
+    });
+    const body = (await res.json()) as { id: number }[];
+    expect(body.map((m) => m.id)).toEqual([2, 1]);
+    expect(h.received).toHaveLength(3);
+  });
+
+  it('accepts notifications and responses alone with 202 and no body', async () => {
+    const h = await harness(() => undefined);
+    const res = await fetch(h.url, {
+      method: 'POST',
+      headers: HEADERS,
+      body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
+    });
+    expect(res.status).toBe(202);
+    expect(await res.text()).toBe('');
+    expect(h.received).toEqual([{ jsonrpc: '2.0', method: 'notifications/initialized' }]);
+  });
+
+  it('switches to SSE when a related notification must go first, and sends it before the answer', async () => {
+    const h = await harness((message, transport) => {
+      if (!('id' in message) || !('method' in message)) return;
+      void transport.send(
+        { jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: 1, progress: 1 } },
+        { relatedRequestId: message.id },
+      );
+      setTimeout(() => echo(message, transport), 20);
+    });
+    const res = await fetch(h.url, { method: 'POST', headers: HEADERS, body: JSON.stringify(request('p')) });
+    expect(res.headers.get('content-type')).toBe('text/event-stream');
+    expect(res.headers.get('mcp-session-id')).toBe('S1');
+    const events = sseData(await res.text());
+    expect(events).toEqual([
+      { jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: 1, progress: 1 } },
+      { jsonrpc: '2.0', id: 'p', result: { echoed: 'p' } },
+    ]);
+  });
+
+  it('streams an answer that takes longer than sseAfterMs, with keep-alive comments meanwhile', async () => {
+    const h = await harness((message, transport) => setTimeout(() => echo(message, transport), 400), {
+      sseAfterMs: 50,
+      keepAliveMs: 100,
+    });
+    const started = Date.now();
+    const res = await fetch(h.url, { method: 'POST', headers: HEADERS, body: JSON.stringify(request(3)) });
+    // Headers arrive long before the answer: an HTTP client waiting for headers is not left hanging.
+    expect(Date.now() - started).toBeLessThan(350);
+    expect(res.headers.get('content-type')).toBe('text/event-stream');
+    const text = await res.text();
+    expect(text).toContain(': keepalive');
+    expect(sseData(text)).toEqual([{ jsonrpc: '2.0', id: 3, result: { echoed: 3 } }]);
+  });
+
+  it('sends messages tied to no open request on the GET stream, and allows only one GET stream', async () => {
+    const h = await harness(() => undefined);
+    const controller = new AbortController();
+    const get = await fetch(h.url, {
+      headers: { accept: 'text/event-stream' },
+      signal: controller.signal,
+    });
+    expect(get.headers.get('content-type')).toBe('text/event-stream');
+    const second = await fetch(h.url, { headers: { accept: 'text/event-stream' } });
+    expect(second.status).toBe(409);
+    await h.transport.send({ jsonrpc: '2.0', method: 'notifications/tools/list_changed' });
+    const reader = get.body!.getReader();
+    const { value } = await reader.read();
+    expect(sseData(new TextDecoder().decode(value))).toEqual([
+      { jsonrpc: '2.0', method: 'notifications/tools/list_changed' },
+    ]);
+    controller.abort();
+  });
+
+  it('refuses what the SDK transport refuses, with the same statuses, and passes nothing on', async () => {
+    const h = await harness(echo);
+    const post = (headers: Record<string, string>, body: unknown): Promise<Response> =>
+      fetch(h.url, { method: 'POST', headers, body: JSON.stringify(body) });
+    expect((await post({ ...HEADERS, accept: 'application/json' }, request(1))).status).toBe(406);
+    expect((await post({ ...HEADERS, 'content-type': 'text/plain' }, request(1))).status).toBe(415);
+    const notRpc = await post(HEADERS, { hello: 'world' });
+    expect(notRpc.status).toBe(400);
+    expect(((await notRpc.json()) as { error: { code: number } }).error.code).toBe(-32700);
+    const tooMany = Array.from({ length: MAX_BATCH_SIZE + 1 }, (_, i) => request(i));
+    expect((await post(HEADERS, tooMany)).status).toBe(400);
+    const version = await post({ ...HEADERS, 'mcp-protocol-version': '1999-01-01' }, request(1));
+    expect(version.status).toBe(400);
+    expect(await version.text()).toContain('Unsupported protocol version: 1999-01-01');
+    expect((await fetch(h.url, { method: 'PUT', headers: HEADERS, body: '{}' })).status).toBe(405);
+    expect((await fetch(h.url, { headers: { accept: 'application/json' } })).status).toBe(406);
+    expect(h.received).toEqual([]);
+  });
+
+  it('answers unanswered requests with a connection-closed error when the session closes', async () => {
+    const h = await harness(() => undefined);
+    const pending = fetch(h.url, { method: 'POST', headers: HEADERS, body: JSON.stringify(request(9)) });
+    while (h.received.length === 0) await new Promise((r) => setTimeout(r, 5));
+    await h.transport.close();
+    const body = (await (await pending).json()) as { id: number; error: { code: number; message: string } };
+    expect(body.id).toBe(9);
+    expect(body.error.code).toBe(-32000);
+    expect(body.error.message).toContain('session was closed');
+  });
+
+  it('refuses to deliver an answer whose client went away, and forgets the request', async () => {
+    const h = await harness(() => undefined);
+    const controller = new AbortController();
+    const pending = fetch(h.url, {
+      method: 'POST',
+      headers: HEADERS,
+      body: JSON.stringify(request(11)),
+      signal: controller.signal,
+    }).catch(() => undefined);
+    while (h.received.length === 0) await new Promise((r) => setTimeout(r, 5));
+    controller.abort();
+    await pending;
+    await new Promise((r) => setTimeout(r, 50));
+    await expect(h.transport.send({ jsonrpc: '2.0', id: 11, result: {} })).rejects.toThrow(
+      'No connection established for request ID: 11',
+    );
+  });
+
+  it('ends the session on DELETE', async () => {
+    let closedWith: string | undefined;
+    const transport = new NodeStreamableTransport({
+      sessionId: 'S2',
+      onsessionclosed: (id) => {
+        closedWith = id;
+      },
+    });
+    let onclose = false;
+    transport.onclose = () => (onclose = true);
+    const server = createServer((req, res) => void transport.handleRequest(req, res));
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+    expect((await fetch(url, { method: 'DELETE' })).status).toBe(200);
+    expect(closedWith).toBe('S2');
+    expect(onclose).toBe(true);
+    const after = await fetch(url, { method: 'POST', headers: HEADERS, body: JSON.stringify(request(1)) });
+    expect(after.status).toBe(404);
+  });
+});

@@ -1,0 +1,334 @@
+/**
+ * The server side of MCP's Streamable HTTP transport, written directly on Node's request and response.
+ *
+ * The SDK's own transport converts every request into a web `Request`, answers with a web `Response` over a
+ * `ReadableStream`, and opens an SSE stream for every POST. That costs CPU on each call and memory for every
+ * held one. This transport answers a POST with plain JSON when its answers are ready first; it switches
+ * the response to an SSE stream as soon as something else must go first (a progress notification, a request
+ * back to the client) or when the answer takes longer than `sseAfterMs` (then comment lines keep the
+ * connection alive, as the SDK's transport does). Clients accept either form (spec: "the server MUST either
+ * return Content-Type: text/event-stream … or Content-Type: application/json").
+ *
+ * It keeps the SDK transport's checks and errors: Accept and Content-Type (406, 415), JSON-RPC message shape
+ * (400, -32700), batch size, protocol version header (400), one GET stream per session (409), 405 for other
+ * methods, DELETE ends the session.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Transport, TransportSendOptions } from '@modelcontextprotocol/sdk/shared/transport.js';
+import {
+  ErrorCode,
+  JSONRPCMessageSchema,
+  SUPPORTED_PROTOCOL_VERSIONS,
+} from '@modelcontextprotocol/sdk/types.js';
+import type { JSONRPCMessage, MessageExtraInfo, RequestId } from '@modelcontextprotocol/sdk/types.js';
+
+/** The SDK transport's limit on messages in one POSTed batch. */
+export const MAX_BATCH_SIZE = 100;
+const SSE_HEADERS = {
+  'Content-Type': 'text/event-stream',
+  'Cache-Control': 'no-cache, no-transform',
+  Connection: 'keep-alive',
+  'X-Accel-Buffering': 'no',
+} as const;
+
+export interface NodeStreamableTransportOptions {
+  sessionId: string;
+  /** Called on DELETE, before the transport closes. */
+  onsessionclosed?: (sessionId: string) => void | Promise<void>;
+  /** An answer not ready after this long is streamed (SSE) instead of waited for. Default 1000 ms. */
+  sseAfterMs?: number;
+  /** Comment lines on open SSE streams, so proxies do not drop quiet ones. Default 15 s. */
+  keepAliveMs?: number;
+}
+
+/** One POST that carried requests: its response, in JSON or (once switched) SSE. */
+class PostStream {
+  private readonly pending: Set<RequestId>;
+  private readonly answers: JSONRPCMessage[] = [];
+  private sse = false;
+  private finished = false;
+  private sseTimer: NodeJS.Timeout | undefined;
+  private keepAlive: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly res: ServerResponse,
+    /** Every request this POST carried (answered or not). */
+    readonly requestIds: readonly RequestId[],
+    private readonly batch: boolean,
+    private readonly headers: Record<string, string>,
+    private readonly keepAliveMs: number,
+    sseAfterMs: number,
+    private readonly onDone: (stream: PostStream) => void,
+  ) {
+    this.pending = new Set(requestIds);
+    this.sseTimer = setTimeout(() => this.startSse(), sseAfterMs);
+    this.sseTimer.unref();
+  }
+
+  /** A notification or request related to one of this POST's requests: it needs the stream. */
+  write(message: JSONRPCMessage): void {
+    if (this.finished) return;
+    this.startSse();
+    writeEvent(this.res, message);
+  }
+
+  /** The answer to one of this POST's requests; the response ends once every request has one. */
+  answer(id: RequestId, message: JSONRPCMessage): void {
+    if (this.finished || !this.pending.delete(id)) return;
+    if (this.sse) writeEvent(this.res, message);
+    else this.answers.push(message);
+    if (this.pending.size === 0) this.finish();
+  }
+
+  /** The session closed with requests unanswered: each gets an error instead of a stream that just stops. */
+  abandon(reason: string): void {
+    for (const id of [...this.pending])
+      this.answer(id, {
+        jsonrpc: '2.0',
+        id,
+        error: { code: ErrorCode.ConnectionClosed, message: `Connection closed: ${reason}` },
+      });
+  }
+
+  /** The client went away: nothing more can be written. */
+  dropped(): void {
+    this.finished = true;
+    this.stopTimers();
+    this.onDone(this);
+  }
+
+  private startSse(): void {
+    if (this.sse || this.finished) return;
+    this.sse = true;
+    clearTimeout(this.sseTimer);
+    if (!this.res.writable) return;
+    this.res.writeHead(200, { ...SSE_HEADERS, ...this.headers });
+    this.res.flushHeaders();
+    this.keepAlive = setInterval(() => {
+      if (this.res.writable) this.res.write(': keepalive\n\n');
+    }, this.keepAliveMs);
+    this.keepAlive.unref();
+  }
+
+  private finish(): void {
+    this.finished = true;
+    this.stopTimers();
+    if (this.sse) this.res.end();
+    else {
+      const body = JSON.stringify(this.batch ? this.answers : this.answers[0]);
+      this.res.writeHead(200, { 'Content-Type': 'application/json', ...this.headers });
+      this.res.end(body);
+    }
+    this.onDone(this);
+  }
+
+  private stopTimers(): void {
+    clearTimeout(this.sseTimer);
+    clearInterval(this.keepAlive);
+  }
+}
+
+function writeEvent(res: ServerResponse, message: JSONRPCMessage): void {
+  if (res.writable) res.write(`event: message\ndata: ${JSON.stringify(message)}\n\n`);
+}
+
+function errorResponse(
+  res: ServerResponse,
+  status: number,
+  code: number,
+  message: string,
+  headers = {},
+): void {
+  if (res.headersSent) return;
+  res.writeHead(status, { 'Content-Type': 'application/json', ...headers });
+  res.end(JSON.stringify({ jsonrpc: '2.0', error: { code, message }, id: null }));
+}
+
+function isJsonContentType(value: string | undefined): boolean {
+  return (value ?? '').split(';', 1)[0]?.trim().toLowerCase() === 'application/json';
+}
+
+function isRequest(message: JSONRPCMessage): message is JSONRPCMessage & { id: RequestId; method: string } {
+  return 'method' in message && 'id' in message;
+}
+
+function isResponse(message: JSONRPCMessage): message is JSONRPCMessage & { id: RequestId } {
+  return ('result' in message || 'error' in message) && 'id' in message && message.id !== undefined;
+}
+
+export class NodeStreamableTransport implements Transport {
+  onclose?: () => void;
+  onerror?: (error: Error) => void;
+  onmessage?: (message: JSONRPCMessage, extra?: MessageExtraInfo) => void;
+  readonly sessionId: string;
+  private readonly byRequest = new Map<RequestId, PostStream>();
+  private standalone: ServerResponse | undefined;
+  private standaloneKeepAlive: NodeJS.Timeout | undefined;
+  private readonly headers: Record<string, string>;
+  private readonly sseAfterMs: number;
+  private readonly keepAliveMs: number;
+  private initialized = false;
+  private closed = false;
+
+  constructor(private readonly options: NodeStreamableTransportOptions) {
+    this.sessionId = options.sessionId;
+    this.headers = { 'mcp-session-id': options.sessionId };
+    this.sseAfterMs = options.sseAfterMs ?? 1000;
+    this.keepAliveMs = options.keepAliveMs ?? 15_000;
+  }
+
+  async start(): Promise<void> {
+    // Nothing to open: requests arrive through handleRequest.
+  }
+
+  /** Serves one HTTP request of this session; `body` is the parsed JSON of a POST. */
+  async handleRequest(req: IncomingMessage, res: ServerResponse, body?: unknown): Promise<void> {
+    if (this.closed) return errorResponse(res, 404, -32001, 'Session not found');
+    switch (req.method) {
+      case 'POST':
+        return this.post(req, res, body);
+      case 'GET':
+        return this.get(req, res);
+      case 'DELETE':
+        return this.delete(req, res);
+      default:
+        return errorResponse(res, 405, -32000, 'Method not allowed.', { Allow: 'GET, POST, DELETE' });
+    }
+  }
+
+  private post(req: IncomingMessage, res: ServerResponse, body: unknown): void {
+    const accept = req.headers.accept ?? '';
+    if (!accept.includes('application/json') || !accept.includes('text/event-stream'))
+      return errorResponse(
+        res,
+        406,
+        -32000,
+        'Not Acceptable: Client must accept both application/json and text/event-stream',
+      );
+    if (!isJsonContentType(req.headers['content-type']))
+      return errorResponse(res, 415, -32000, 'Unsupported Media Type: Content-Type must be application/json');
+    if (Array.isArray(body) && body.length > MAX_BATCH_SIZE)
+      return errorResponse(
+        res,
+        400,
+        -32600,
+        `Invalid Request: Batch must not exceed ${MAX_BATCH_SIZE} messages`,
+      );
+    const raw = Array.isArray(body) ? (body as unknown[]) : [body];
+    const messages: JSONRPCMessage[] = [];
+    for (const one of raw) {
+      const parsed = JSONRPCMessageSchema.safeParse(one);
+      if (!parsed.success) return errorResponse(res, 400, -32700, 'Parse error: Invalid JSON-RPC message');
+      messages.push(parsed.data);
+    }
+    const initializing = messages.some((m) => 'method' in m && m.method === 'initialize');
+    if (initializing) {
+      if (this.initialized)
+        return errorResponse(res, 400, -32600, 'Invalid Request: Server already initialized');
+      if (messages.length > 1)
+        return errorResponse(res, 400, -32600, 'Invalid Request: Only one initialization request is allowed');
+      this.initialized = true;
+    } else if (this.badProtocolVersion(req, res)) return;
+
+    const requestIds = messages.filter(isRequest).map((m) => m.id);
+    if (requestIds.length === 0) {
+      res.writeHead(202);
+      res.end();
+      for (const message of messages) this.onmessage?.(message);
+      return;
+    }
+    const stream = new PostStream(
+      res,
+      requestIds,
+      Array.isArray(body),
+      this.headers,
+      this.keepAliveMs,
+      this.sseAfterMs,
+      (done) => {
+        for (const id of done.requestIds) if (this.byRequest.get(id) === done) this.byRequest.delete(id);
+      },
+    );
+    for (const id of requestIds) this.byRequest.set(id, stream);
+    res.once('close', () => {
+      if (!res.writableFinished) stream.dropped();
+    });
+    for (const message of messages) this.onmessage?.(message);
+  }
+
+  private get(req: IncomingMessage, res: ServerResponse): void {
+    if (!(req.headers.accept ?? '').includes('text/event-stream'))
+      return errorResponse(res, 406, -32000, 'Not Acceptable: Client must accept text/event-stream');
+    if (this.badProtocolVersion(req, res)) return;
+    if (this.standalone)
+      return errorResponse(res, 409, -32000, 'Conflict: Only one SSE stream is allowed per session');
+    this.standalone = res;
+    res.writeHead(200, { ...SSE_HEADERS, ...this.headers });
+    res.flushHeaders();
+    this.standaloneKeepAlive = setInterval(() => {
+      if (res.writable) res.write(': keepalive\n\n');
+    }, this.keepAliveMs);
+    this.standaloneKeepAlive.unref();
+    res.once('close', () => {
+      if (this.standalone !== res) return;
+      clearInterval(this.standaloneKeepAlive);
+      this.standalone = undefined;
+    });
+  }
+
+  private async delete(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (this.badProtocolVersion(req, res)) return;
+    try {
+      await this.options.onsessionclosed?.(this.sessionId);
+      res.writeHead(200);
+      res.end();
+    } finally {
+      await this.close();
+    }
+  }
+
+  private badProtocolVersion(req: IncomingMessage, res: ServerResponse): boolean {
+    const version = req.headers['mcp-protocol-version'];
+    if (
+      version === undefined ||
+      (typeof version === 'string' && SUPPORTED_PROTOCOL_VERSIONS.includes(version))
+    )
+      return false;
+    errorResponse(
+      res,
+      400,
+      -32000,
+      `Bad Request: Unsupported protocol version: ${String(version)} (supported versions: ${SUPPORTED_PROTOCOL_VERSIONS.join(', ')})`,
+    );
+    return true;
+  }
+
+  async send(message: JSONRPCMessage, options?: TransportSendOptions): Promise<void> {
+    if (isResponse(message)) {
+      const stream = this.byRequest.get(message.id);
+      if (!stream) throw new Error(`No connection established for request ID: ${String(message.id)}`);
+      stream.answer(message.id, message);
+      return;
+    }
+    const related = options?.relatedRequestId;
+    const stream = related === undefined ? undefined : this.byRequest.get(related);
+    if (stream) {
+      stream.write(message);
+      return;
+    }
+    // Not tied to an open request: the session's GET stream, if the client opened one (else it is dropped,
+    // as with the SDK's transport).
+    if (this.standalone) writeEvent(this.standalone, message);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const stream of new Set(this.byRequest.values()))
+      stream.abandon('the session was closed before this request was answered');
+    this.byRequest.clear();
+    clearInterval(this.standaloneKeepAlive);
+    this.standalone?.end();
+    this.standalone = undefined;
+    this.onclose?.();
+  }
+}
