@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import canonicalize from 'canonicalize';
+import { canonicalize } from './canonical.js';
 
 export const REDACTED = '[redacted]';
 

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import canonicalize from 'canonicalize';
+import { canonicalize } from './canonical.js';
 import type { AuditEvent } from './event.js';
 
 /** The "previous hash" of the first event in a trail. */

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import canonicalize from 'canonicalize';
+import { canonicalize } from './canonical.js';
 import { GENESIS, linkHash } from './chain.js';
 import { auditUnavailable } from './errors.js';
 import { auditEventSchema } from './event.js';
