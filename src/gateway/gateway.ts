@@ -1,3 +1,4 @@
+import { createServer as createHttpServer } from 'node:http';
 import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Redis } from 'ioredis';
@@ -10,7 +11,7 @@ import path from 'node:path';
 import { AuditLog } from '../audit/log.js';
 import { AuditSpool } from '../audit/spool.js';
 import type { GatewayConfig } from '../config/load.js';
-import { createHttpApp } from '../http/app.js';
+import { createHttpHandler } from '../http/app.js';
 import { AuthThrottle } from '../http/auth-throttle.js';
 import { GrantAuthenticator } from '../http/guards.js';
 import { McpHttpEndpoint } from '../http/mcp-endpoint.js';
@@ -146,7 +147,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
           now: services.now,
         })
       : undefined;
-  const app = createHttpApp(
+  const handler = createHttpHandler(
     services,
     mcp,
     {
@@ -170,7 +171,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   await slackReceiver?.start();
   const { host, port } = config.raw.listen;
   const http: HttpServer = await new Promise((resolve, reject) => {
-    const server = app.listen(port, host, () => resolve(server));
+    const server = createHttpServer(handler);
+    server.listen(port, host, () => resolve(server));
     server.once('error', reject);
   });
   const address = http.address() as AddressInfo;

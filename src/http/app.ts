@@ -1,17 +1,14 @@
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import express from 'express';
-import type { Express, RequestHandler, Router } from 'express';
+import type { RequestHandler, Router } from 'express';
 import type { GatewayServices } from '../gateway/services.js';
 import type { McpHttpEndpoint } from './mcp-endpoint.js';
-import { dnsRebindingGuard } from './guards.js';
+import { dnsRebindingGuard, jsonRpcError } from './guards.js';
 
 export interface Readiness {
   check(): Promise<{ ready: boolean; checks: Record<string, string> }>;
 }
 
-/**
- * The HTTP surface: MCP endpoints, health, readiness and metrics. No body parser runs globally:
- * the MCP endpoint reads its own bodies with a size limit (and later the Slack receiver needs raw bodies).
- */
 export interface ExtraRoutes {
   /** The approvals API, mounted at /api. */
   api?: Router;
@@ -19,12 +16,34 @@ export interface ExtraRoutes {
   slack?: { router: Router; guard: RequestHandler };
 }
 
-export function createHttpApp(
+/**
+ * Which MCP endpoint a request path names: `*` for `/mcp`, the decoded server name for `/mcp/<server>`
+ * (a trailing slash and any letter case are accepted, as the other routes accept them); undefined otherwise.
+ */
+export function mcpEndpointOf(url: string | undefined): string | undefined {
+  const path = (url ?? '').split('?', 1)[0] ?? '';
+  const match = /^\/mcp(?:\/([^/]+))?\/?$/i.exec(path);
+  if (!match) return undefined;
+  if (match[1] === undefined) return '*';
+  try {
+    return decodeURIComponent(match[1]);
+  } catch {
+    return match[1];
+  }
+}
+
+/**
+ * The HTTP surface: MCP endpoints, health, readiness, metrics, the approvals API and Slack's receiver. MCP
+ * requests are served straight from node:http (they are the hot path); the rest goes through an Express app.
+ * No body parser runs globally: the MCP endpoint reads its own bodies with a size limit, and the Slack
+ * receiver needs raw bodies.
+ */
+export function createHttpHandler(
   services: GatewayServices,
   mcp: McpHttpEndpoint,
   readiness: Readiness,
   extra: ExtraRoutes = {},
-): Express {
+): RequestListener {
   const app = express();
   app.disable('x-powered-by');
   if (extra.slack) {
@@ -50,8 +69,20 @@ export function createHttpApp(
     res.setHeader('Content-Type', services.metrics.registry.contentType);
     res.send(await services.metrics.registry.metrics());
   });
-  app.all('/mcp', guard, mcp.handle);
-  app.all('/mcp/:server', guard, mcp.handle);
   if (extra.api) app.use('/api', guard, extra.api);
-  return app;
+
+  const serveMcp = (req: IncomingMessage, res: ServerResponse, endpoint: string): void => {
+    mcp.handle(req, res, endpoint).catch((error: Error) => {
+      services.logger.error({ err: error.message, endpoint }, 'MCP request failed');
+      jsonRpcError(res, 500, -32603, `Internal error: ${error.message}`);
+    });
+  };
+  return (req, res) => {
+    const endpoint = mcpEndpointOf(req.url);
+    if (endpoint === undefined) {
+      void app(req, res);
+      return;
+    }
+    guard(req, res, () => serveMcp(req, res, endpoint));
+  };
 }

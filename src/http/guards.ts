@@ -1,11 +1,15 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { NextFunction, Request, Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Grant } from '../config/load.js';
 import { LOCAL_GRANT } from '../config/load.js';
 
 /** A JSON-RPC error as an HTTP answer (no request id is known at this layer). */
-export function jsonRpcError(res: Response, status: number, code: number, message: string): void {
-  res.status(status).json({ jsonrpc: '2.0', id: null, error: { code, message } });
+export function jsonRpcError(res: ServerResponse, status: number, code: number, message: string): void {
+  if (res.headersSent) return;
+  const body = JSON.stringify({ jsonrpc: '2.0', id: null, error: { code, message } });
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  res.end(body);
 }
 
 const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '[::1]'];
@@ -31,7 +35,7 @@ export function dnsRebindingGuard(options: {
   );
   const anyHost = options.listenHost === '0.0.0.0' || options.listenHost === '::';
   const origins = new Set(options.allowedOrigins.map((o) => o.toLowerCase()));
-  return (req: Request, res: Response, next: NextFunction): void => {
+  return (req: IncomingMessage, res: ServerResponse, next: () => void): void => {
     const host = (req.headers.host ?? '').toLowerCase();
     const name = hostName(host);
     if (!host || (!hosts.has(name) && !hosts.has(host) && !(anyHost && options.allowedHosts.length === 0))) {

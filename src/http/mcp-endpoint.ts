@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { InitializeRequestSchema, isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
-import type { Request, Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import type { ServerEntry } from '../config/load.js';
 import { GatewaySession } from '../gateway/session.js';
@@ -22,7 +22,7 @@ function isInitializeMessage(body: unknown): boolean {
 }
 
 /** Answers an initialize whose params are invalid with -32602 and the reason; false when it is valid. */
-function invalidInitialize(res: Response, body: unknown): boolean {
+function invalidInitialize(res: ServerResponse, body: unknown): boolean {
   if (isInitializeRequest(body)) return false;
   const checked = InitializeRequestSchema.safeParse(Array.isArray(body) ? body[0] : body);
   const reason = checked.success
@@ -32,7 +32,7 @@ function invalidInitialize(res: Response, body: unknown): boolean {
   return true;
 }
 
-function tooManyFailures(res: Response, retryAfterSeconds: number): void {
+function tooManyFailures(res: ServerResponse, retryAfterSeconds: number): void {
   res.setHeader('Retry-After', String(retryAfterSeconds));
   jsonRpcError(
     res,
@@ -72,9 +72,8 @@ export class McpHttpEndpoint {
     this.reaper.unref();
   }
 
-  handle = async (req: Request, res: Response): Promise<void> => {
-    const serverParam = req.params.server;
-    const endpoint = typeof serverParam === 'string' ? serverParam : '*';
+  /** Serves `/mcp` (endpoint `*`) or `/mcp/<server>` (endpoint = the server's name). */
+  handle = async (req: IncomingMessage, res: ServerResponse, endpoint: string): Promise<void> => {
     const servers = this.serversFor(endpoint);
     if (!servers) {
       jsonRpcError(res, 404, -32000, `No upstream server named "${endpoint}"`);
@@ -191,7 +190,12 @@ export class McpHttpEndpoint {
     return recordAuthFailure(this.services, this.throttle, address);
   }
 
-  private async serve(entry: HttpSession, req: Request, res: Response, body: unknown): Promise<void> {
+  private async serve(
+    entry: HttpSession,
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: unknown,
+  ): Promise<void> {
     entry.lastSeen = Date.now();
     entry.openRequests += 1;
     const requests = requestIdsOf(body);
