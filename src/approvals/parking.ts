@@ -117,6 +117,8 @@ class ParkedCall {
     const { store } = this.options;
     let record: ApprovalRecord | undefined;
     try {
+      // Most looks find the call still pending: those read one field, not the whole record.
+      if ((await store.status(this.id)) === 'pending') return;
       record = await store.get(this.id);
     } catch {
       return; // Redis down: keep waiting; the poll looks again.

@@ -172,6 +172,16 @@ describe('ApprovalStore (Lua state machine on a real Redis)', () => {
     expect(await store.findBound(a)).toBeUndefined();
   });
 
+  it('status(): the one field waiters poll, pending until a decision, undefined for no record', async () => {
+    const a = approval({ grant: 'g-status' });
+    await store.create(a);
+    expect(await store.status(a.id)).toBe('pending');
+    await store.transition(a.id, 'reject', bob, 'no', T0 + 1000);
+    expect(await store.status(a.id)).toBe('rejected');
+    expect(await store.status('01JTESTNOSUCHAPPROVAL000000')).toBeUndefined();
+    expect(await store.status('../../etc')).toBeUndefined();
+  });
+
   it('unknown and malformed ids are unknown, never an error', async () => {
     expect(await store.get('nope')).toBeUndefined();
     expect(await store.get('../../etc')).toBeUndefined();

@@ -174,6 +174,16 @@ export class ApprovalStore {
     return Object.keys(hash).length === 0 ? undefined : parseStoredRecord(hash, call);
   }
 
+  /**
+   * Just the record's status, or undefined when there is no record: a cheap read (one HGET, no parsing) for
+   * waiters that look again and again while a call is pending.
+   */
+  async status(id: string): Promise<ApprovalRecord['status'] | undefined> {
+    if (!/^[0-9A-Za-z]{1,64}$/.test(id)) return undefined;
+    const status = await guarded(() => this.redis.hget(this.record(id), 'status'));
+    return status === null ? undefined : (status as ApprovalRecord['status']);
+  }
+
   /** The approval the identical call is bound to (pending, or decided and not yet told), if any. */
   async findBound(call: BoundCall): Promise<ApprovalRecord | undefined> {
     const id = await guarded(() => this.redis.get(this.binding(call)));
