@@ -14,8 +14,8 @@ import type { Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Logger } from '../log/logger.js';
 import { decidedMessage, executionReply, pendingMessage } from '../slack/blocks.js';
+// Type only: the Slack Web API client (and its package) is loaded only when Slack is configured.
 import type { SlackApi } from '../slack/web.js';
-import { slackRetryHint } from '../slack/web.js';
 import type { ApprovalRecord } from './record.js';
 import type { ApprovalStore } from './store.js';
 
@@ -46,8 +46,8 @@ export interface ApprovalJobsOptions {
   concurrency?: number;
 }
 
-function backoff(attemptsMade: number, error: Error | undefined): number {
-  const hint = slackRetryHint(error);
+function backoff(attemptsMade: number, error: Error | undefined, slack: SlackApi | undefined): number {
+  const hint = slack?.retryHint(error) ?? { retry: false };
   if (hint.afterMs !== undefined) return hint.afterMs;
   return Math.min(500 * 2 ** Math.max(0, attemptsMade - 1), MAX_BACKOFF_MS);
 }
@@ -81,7 +81,9 @@ export class ApprovalJobs {
       connection: this.workerRedis,
       prefix: `${this.options.prefix}bull`,
       concurrency: this.options.concurrency ?? 16,
-      settings: { backoffStrategy: (attemptsMade, _type, error) => backoff(attemptsMade, error) },
+      settings: {
+        backoffStrategy: (attemptsMade, _type, error) => backoff(attemptsMade, error, this.options.slack),
+      },
     });
     this.worker.on('error', (error) =>
       this.options.logger.debug({ err: error.message }, 'approval worker error'),
@@ -172,7 +174,7 @@ export class ApprovalJobs {
           const posted = await slack.post(record.channel, pendingMessage(record));
           await store.setSlackMessage(record.id, posted.channel, posted.ts);
         } catch (error) {
-          if (!slackRetryHint(error).retry)
+          if (!slack.retryHint(error).retry)
             throw new UnrecoverableError(`Slack refused the message: ${(error as Error).message}`);
           throw error;
         }
@@ -203,7 +205,7 @@ export class ApprovalJobs {
     try {
       await work();
     } catch (error) {
-      if (!slackRetryHint(error).retry)
+      if (!this.options.slack?.retryHint(error).retry)
         throw new UnrecoverableError(`Slack refused the update: ${(error as Error).message}`);
       throw error;
     }

@@ -17,7 +17,7 @@ import type { GatewayConfig } from '../config/load.js';
 import { newUlid } from '../ids/ulid.js';
 import type { Logger } from '../log/logger.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
-import { SlackApi } from '../slack/web.js';
+import type { SlackApi } from '../slack/web.js';
 import type { ApprovalServices } from './services.js';
 
 export interface ApprovalServicesOptions {
@@ -30,18 +30,28 @@ export interface ApprovalServicesOptions {
   now: () => number;
   /** Writes an audit event that must not be lost (spooled while Redis is down). */
   audit: (event: AuditEvent) => Promise<void>;
+  /** The Slack Web API client, when Slack is configured (see loadSlackApi). */
+  slack: SlackApi | undefined;
+}
+
+/** The Slack Web API client for the configured workspace; its package is only loaded when Slack is configured. */
+export async function loadSlackApi(
+  config: GatewayConfig,
+  logger: Logger,
+  now: () => number,
+): Promise<SlackApi | undefined> {
+  if (!config.slack) return undefined;
+  const { SlackApi } = await import('../slack/web.js');
+  return new SlackApi(
+    { botToken: config.slack.botToken, ...(config.slack.apiUrl ? { apiUrl: config.slack.apiUrl } : {}) },
+    logger,
+    now,
+  );
 }
 
 export function createApprovalServices(options: ApprovalServicesOptions): ApprovalServices {
-  const { config, logger, metrics, now } = options;
+  const { config, logger, metrics, now, slack } = options;
   const prefix = config.raw.redis.prefix;
-  const slack = config.slack
-    ? new SlackApi(
-        { botToken: config.slack.botToken, ...(config.slack.apiUrl ? { apiUrl: config.slack.apiUrl } : {}) },
-        logger,
-        now,
-      )
-    : undefined;
   const store = new ApprovalStore(options.redis, prefix);
   // Subscriptions wait for Redis (offline queue on) and are renewed by ioredis after a reconnect.
   const subscriber = new Redis(options.redisUrl, {

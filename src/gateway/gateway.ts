@@ -2,10 +2,9 @@ import { createServer as createHttpServer } from 'node:http';
 import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Redis } from 'ioredis';
-import { closeApprovals, createApprovalServices } from './approval-services.js';
+import { closeApprovals, createApprovalServices, loadSlackApi } from './approval-services.js';
 import { startApprovalBackground } from './approval-background.js';
 import { approvalsApi } from '../http/approvals-api.js';
-import { createSlackApp } from '../slack/app.js';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { AuditLog } from '../audit/log.js';
@@ -76,6 +75,7 @@ export async function createServices(
     metrics,
     now,
     audit: (event) => (ref.services ? writeAudit(ref.services, event) : Promise.resolve()),
+    slack: await loadSlackApi(config, logger, now),
   });
   const services: GatewayServices = {
     config,
@@ -138,7 +138,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const slackApi = services.approvals.slack;
   const slackReceiver =
     config.slack && slackApi
-      ? createSlackApp({
+      ? // Slack's Bolt app (and its packages) is loaded only when Slack is configured.
+        (await import('../slack/app.js')).createSlackApp({
           config: config.slack,
           api: slackApi,
           desk: services.approvals.desk,

@@ -46,6 +46,11 @@ export class SlackApi {
   private readonly groups = new Map<string, { members: string[]; until: number }>();
   private readonly emails = new Map<string, { email: string | undefined; until: number }>();
 
+  /** Whether a failed call of this client is worth retrying (see slackRetryHint). */
+  retryHint(error: unknown): { retry: boolean; afterMs?: number } {
+    return slackRetryHint(error);
+  }
+
   constructor(
     settings: SlackSettings,
     private readonly logger: Logger,
