@@ -69,6 +69,13 @@ describe('canonicalize (RFC 8785)', () => {
     expect(() => canonicalize(cyclic)).toThrow('Circular reference detected');
   });
 
+  it('writes array holes and items JSON cannot hold as the package does', () => {
+    // eslint-disable-next-line no-sparse-arrays
+    const values: unknown[] = [[, 1], [() => 1, 2], [{ toJSON: () => undefined }], { f: () => 1 }];
+    for (const v of values)
+      expect(outcome(canonicalize, v)).toBe(outcome(reference as (v: unknown) => string | undefined, v));
+  });
+
   it('writes nesting deeper than the fast path takes', () => {
     let deep: unknown = { k: 'v' };
     for (let i = 0; i < 100; i++) deep = { [`k${i}`]: [deep] };

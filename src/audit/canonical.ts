@@ -46,6 +46,7 @@ function sortedCopy(value: unknown, depth: number): unknown {
   if (Array.isArray(value)) {
     const out: unknown[] = new Array(value.length);
     for (let i = 0; i < value.length; i++) {
+      if (!(i in value)) return GIVE_UP;
       const raw: unknown = value[i];
       const item = raw === undefined || typeof raw === 'symbol' ? null : sortedCopy(raw, depth + 1);
       if (item === GIVE_UP) return GIVE_UP;
@@ -96,9 +97,10 @@ function write(value: unknown, seen: Set<object>): string | undefined {
   if (Array.isArray(value)) {
     text = '[';
     for (let i = 0; i < value.length; i++) {
-      const item: unknown = value[i];
       if (i > 0) text += ',';
-      text += `${write(item === undefined || typeof item === 'symbol' ? null : item, seen)}`;
+      if (!(i in value)) continue; // a hole is written as nothing, as the package's map/join does
+      const item: unknown = value[i];
+      text += write(item === undefined || typeof item === 'symbol' ? null : item, seen) ?? '';
     }
     text += ']';
   } else {

@@ -110,9 +110,11 @@ export class McpHttpEndpoint {
         const text = await readBody(req, this.services.config.raw.http.max_body_bytes);
         body = JSON.parse(text);
       } catch (error) {
-        if (error instanceof BodyTooLargeError)
+        if (error instanceof BodyTooLargeError) {
+          // The rest of the body is not read: the connection closes after this answer.
+          res.setHeader('Connection', 'close');
           jsonRpcError(res, 413, -32600, `Invalid Request: ${error.message}`);
-        else
+        } else
           jsonRpcError(
             res,
             400,

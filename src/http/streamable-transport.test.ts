@@ -142,6 +142,78 @@ describe('NodeStreamableTransport (Streamable HTTP on node:http)', () => {
     expect(sseData(text)).toEqual([{ jsonrpc: '2.0', id: 3, result: { echoed: 3 } }]);
   });
 
+  it('keeps a batch answer that was ready before the switch to SSE (slow sibling, or progress first)', async () => {
+    const slow = await harness(
+      (message, transport) => {
+        if ('id' in message && message.id === 'quick') echo(message, transport);
+        if ('id' in message && message.id === 'slow') setTimeout(() => echo(message, transport), 150);
+      },
+      { sseAfterMs: 50 },
+    );
+    const first = await fetch(slow.url, {
+      method: 'POST',
+      headers: HEADERS,
+      body: JSON.stringify([request('quick'), request('slow')]),
+    });
+    expect(first.headers.get('content-type')).toBe('text/event-stream');
+    expect(sseData(await first.text())).toEqual([
+      { jsonrpc: '2.0', id: 'quick', result: { echoed: 'quick' } },
+      { jsonrpc: '2.0', id: 'slow', result: { echoed: 'slow' } },
+    ]);
+
+    const progress = await harness((message, transport) => {
+      if (!('id' in message) || !('method' in message)) return;
+      if (message.id === 'a') return echo(message, transport);
+      void transport.send(
+        { jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: 'b', progress: 1 } },
+        { relatedRequestId: message.id },
+      );
+      setTimeout(() => echo(message, transport), 20);
+    });
+    const second = await fetch(progress.url, {
+      method: 'POST',
+      headers: HEADERS,
+      body: JSON.stringify([request('a'), request('b')]),
+    });
+    const ids = sseData(await second.text()).map((m) => (m as { id?: string }).id ?? 'progress');
+    expect(ids).toEqual(['a', 'progress', 'b']);
+  });
+
+  it('refuses a request id that is still in flight, or twice in one batch, and leaves the first one be', async () => {
+    const h = await harness((message, transport) => {
+      if ('id' in message && 'method' in message) setTimeout(() => echo(message, transport), 100);
+    });
+    const first = fetch(h.url, { method: 'POST', headers: HEADERS, body: JSON.stringify(request(5)) });
+    while (h.received.length === 0) await new Promise((r) => setTimeout(r, 5));
+    const again = await fetch(h.url, { method: 'POST', headers: HEADERS, body: JSON.stringify(request(5)) });
+    expect(again.status).toBe(400);
+    expect(await again.text()).toContain('request id 5 is already in use');
+    const twice = await fetch(h.url, {
+      method: 'POST',
+      headers: HEADERS,
+      body: JSON.stringify([request(6), request(6)]),
+    });
+    expect(twice.status).toBe(400);
+    expect(await (await first).json()).toEqual({ jsonrpc: '2.0', id: 5, result: { echoed: 5 } });
+    expect(h.received).toHaveLength(1);
+  });
+
+  it('ends the response of a request the client cancelled (it gets no answer), so nothing stays open', async () => {
+    const h = await harness(() => undefined);
+    const pending = fetch(h.url, { method: 'POST', headers: HEADERS, body: JSON.stringify(request(7)) });
+    while (h.received.length === 0) await new Promise((r) => setTimeout(r, 5));
+    const cancel = await fetch(h.url, {
+      method: 'POST',
+      headers: HEADERS,
+      body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 7 } }),
+    });
+    expect(cancel.status).toBe(202);
+    const ended = await pending;
+    expect(await ended.text()).toBe('');
+    expect(h.received).toHaveLength(2); // the server still hears of the cancellation
+    await expect(h.transport.send({ jsonrpc: '2.0', id: 7, result: {} })).rejects.toThrow('No connection');
+  });
+
   it('sends messages tied to no open request on the GET stream, and allows only one GET stream', async () => {
     const h = await harness(() => undefined);
     const controller = new AbortController();

@@ -80,6 +80,17 @@ class PostStream {
     if (this.pending.size === 0) this.finish();
   }
 
+  /**
+   * The client cancelled one of this POST's requests: it gets no answer (spec), so it no longer holds the
+   * response open. With nothing left to answer, the response ends (an SSE stream with whatever it carried).
+   */
+  cancel(id: RequestId): void {
+    if (this.finished || !this.pending.delete(id)) return;
+    if (this.pending.size > 0) return;
+    if (this.answers.length === 0) this.startSse();
+    this.finish();
+  }
+
   /** The session closed with requests unanswered: each gets an error instead of a stream that just stops. */
   abandon(reason: string): void {
     for (const id of [...this.pending])
@@ -104,6 +115,8 @@ class PostStream {
     if (!this.res.writable) return;
     this.res.writeHead(200, { ...SSE_HEADERS, ...this.headers });
     this.res.flushHeaders();
+    // Answers already in (a batch's quick requests) go first: the stream now carries everything.
+    for (const message of this.answers.splice(0)) writeEvent(this.res, message);
     this.keepAlive = setInterval(() => {
       if (this.res.writable) this.res.write(': keepalive\n\n');
     }, this.keepAliveMs);
@@ -113,13 +126,16 @@ class PostStream {
   private finish(): void {
     this.finished = true;
     this.stopTimers();
-    if (this.sse) this.res.end();
-    else {
-      const body = JSON.stringify(this.batch ? this.answers : this.answers[0]);
-      this.res.writeHead(200, { 'Content-Type': 'application/json', ...this.headers });
-      this.res.end(body);
+    try {
+      if (this.sse || this.res.headersSent) this.res.end();
+      else {
+        const body = JSON.stringify(this.batch ? this.answers : this.answers[0]);
+        this.res.writeHead(200, { 'Content-Type': 'application/json', ...this.headers });
+        this.res.end(body);
+      }
+    } finally {
+      this.onDone(this);
     }
-    this.onDone(this);
   }
 
   private stopTimers(): void {
@@ -231,6 +247,19 @@ export class NodeStreamableTransport implements Transport {
     } else if (this.badProtocolVersion(req, res)) return;
 
     const requestIds = messages.filter(isRequest).map((m) => m.id);
+    // An id still in flight (or twice in one batch) would take another request's answer: refused whole.
+    const seen = new Set<RequestId>();
+    for (const id of requestIds) {
+      if (this.byRequest.has(id) || seen.has(id))
+        return errorResponse(
+          res,
+          400,
+          -32600,
+          `Invalid Request: request id ${JSON.stringify(id)} is already in use by an unanswered request of this session`,
+        );
+      seen.add(id);
+    }
+    for (const message of messages) this.noteCancellation(message);
     if (requestIds.length === 0) {
       res.writeHead(202);
       res.end();
@@ -253,6 +282,17 @@ export class NodeStreamableTransport implements Transport {
       if (!res.writableFinished) stream.dropped();
     });
     for (const message of messages) this.onmessage?.(message);
+  }
+
+  /** A cancellation of an open request releases that request's place in its response. */
+  private noteCancellation(message: JSONRPCMessage): void {
+    if (!('method' in message) || message.method !== 'notifications/cancelled' || 'id' in message) return;
+    const requestId = (message.params as { requestId?: unknown } | undefined)?.requestId;
+    if (typeof requestId !== 'string' && typeof requestId !== 'number') return;
+    const stream = this.byRequest.get(requestId);
+    if (!stream) return;
+    this.byRequest.delete(requestId);
+    stream.cancel(requestId);
   }
 
   private get(req: IncomingMessage, res: ServerResponse): void {
@@ -323,9 +363,15 @@ export class NodeStreamableTransport implements Transport {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const stream of new Set(this.byRequest.values()))
-      stream.abandon('the session was closed before this request was answered');
+    const open = new Set(this.byRequest.values());
     this.byRequest.clear();
+    for (const stream of open) {
+      try {
+        stream.abandon('the session was closed before this request was answered');
+      } catch {
+        // a response that cannot be written any more: nothing else to tell that client
+      }
+    }
     clearInterval(this.standaloneKeepAlive);
     this.standalone?.end();
     this.standalone = undefined;
