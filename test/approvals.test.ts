@@ -13,6 +13,7 @@ import { connectClient, startTestGateway, toyServer } from './support/gateway.js
 import type { TestGateway } from './support/gateway.js';
 import { clickPayload, postInteraction, rejectSubmission, startFakeSlack } from './support/fake-slack.js';
 import type { FakeSlack, SlackCall } from './support/fake-slack.js';
+import { connectTestRedis } from './support/redis.js';
 import {
   AGENT_TOKEN,
   ALICE,
@@ -25,6 +26,7 @@ import {
   api,
   approvalIdOf,
   executions,
+  postedApprovalId,
   sha,
   slackEnv,
   text,
@@ -409,6 +411,27 @@ describe('human approval through Slack', () => {
     const outcome = await call('count', {});
     expect(outcome.isError).toBeFalsy();
     expect(text(outcome)).toMatch(/^\d+$/);
+  });
+
+  it('a held call whose approval can no longer be read is answered when its hold ends, not left waiting', async () => {
+    const held = call('count', { marker: 'unreadable-record' });
+    const id = await postedApprovalId(slack, 'unreadable-record');
+    // The call's stored parts vanish (say an eviction policy took them): the record cannot be read any more,
+    // though its status field still says pending.
+    const redis = await connectTestRedis();
+    try {
+      await redis.del(`${gateway.prefix}approval:${id}:call`);
+      expect(await redis.hget(`${gateway.prefix}approval:${id}`, 'status')).toBe('pending');
+      const answer = await held;
+      expect(answer.isError).toBe(true);
+      expect(text(answer)).toContain(`approval ${id} no longer exists`);
+    } finally {
+      // What is left of it goes, so the other tests see no pending approval.
+      await redis.del(`${gateway.prefix}approval:${id}`);
+      for (const index of await redis.keys(`${gateway.prefix}approvals:*`))
+        if ((await redis.type(index)) === 'zset') await redis.zrem(index, id);
+      redis.disconnect();
+    }
   });
 
   it('quorum: each distinct approver counts once; the second one approves', async () => {

@@ -117,7 +117,8 @@ class ParkedCall {
     const { store } = this.options;
     let record: ApprovalRecord | undefined;
     try {
-      // Most looks find the call still pending: those read one field, not the whole record.
+      // Most looks find the call still pending: those read one field, not the whole record. The hold timer
+      // reads the whole record (pendingNow), so a record that can no longer be read still ends its holder.
       if ((await store.status(this.id)) === 'pending') return;
       record = await store.get(this.id);
     } catch {
@@ -367,9 +368,11 @@ export class Parking {
       const pendingNow = async (): Promise<void> => {
         try {
           const record = await this.options.store.get(request.id);
+          // No readable record (gone, or its call parts lost): nothing will ever decide it for this holder.
+          if (!record) return finish({ kind: 'gone' });
           if (
-            record?.status === 'pending' ||
-            (record?.status === 'approved' && record.execution === 'running')
+            record.status === 'pending' ||
+            (record.status === 'approved' && record.execution === 'running')
           ) {
             return finish({ kind: 'pending', record });
           }
