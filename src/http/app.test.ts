@@ -10,6 +10,8 @@ describe('mcpEndpointOf (which MCP endpoint a path names)', () => {
     expect(mcpEndpointOf('/mcp/everything/')).toBe('everything');
     expect(mcpEndpointOf('/mcp/my%20server?session=1')).toBe('my server');
     expect(mcpEndpointOf('/mcp/%E0%A4%A')).toBe('%E0%A4%A'); // not decodable: kept, and then unknown
+    expect(mcpEndpointOf('http://127.0.0.1:8080/mcp/everything')).toBe('everything');
+    expect(mcpEndpointOf('HTTP://gateway.example/mcp?x')).toBe('*');
   });
 
   it('leaves every other path to the other routes', () => {

@@ -21,7 +21,10 @@ export interface ExtraRoutes {
  * (a trailing slash and any letter case are accepted, as the other routes accept them); undefined otherwise.
  */
 export function mcpEndpointOf(url: string | undefined): string | undefined {
-  const path = (url ?? '').split('?', 1)[0] ?? '';
+  let target = url ?? '';
+  // An absolute-form target (`POST http://host/mcp`, as sent to proxies) names its path after the authority.
+  if (/^https?:\/\//i.test(target)) target = target.replace(/^https?:\/\/[^/?#]*/i, '');
+  const path = target.split('?', 1)[0] ?? '';
   const match = /^\/mcp(?:\/([^/]+))?\/?$/i.exec(path);
   if (!match) return undefined;
   if (match[1] === undefined) return '*';
