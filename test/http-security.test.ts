@@ -74,6 +74,42 @@ describe('HTTP endpoint security', () => {
     await b.close();
   });
 
+  it('answers a call that is ready at once as plain JSON, and streams (SSE) one that takes over a second', async () => {
+    const auth = { authorization: 'Bearer token-a' };
+    const opened = await post(`${gateway.url}/mcp`, JSON.stringify(initialize), auth);
+    expect(opened.status).toBe(200);
+    expect(opened.headers.get('content-type')).toBe('application/json');
+    const session = opened.headers.get('mcp-session-id') ?? '';
+    expect(((await opened.json()) as { result: { serverInfo: unknown } }).result.serverInfo).toBeDefined();
+    const headers = { ...auth, 'mcp-session-id': session, 'mcp-protocol-version': LATEST_PROTOCOL_VERSION };
+    const initialized = await post(
+      `${gateway.url}/mcp`,
+      JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
+      headers,
+    );
+    expect(initialized.status).toBe(202);
+    const callTool = (id: number, name: string, args: Record<string, unknown>) =>
+      post(
+        `${gateway.url}/mcp`,
+        JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args } }),
+        headers,
+      );
+    const quick = await callTool(2, 'count', {});
+    expect(quick.headers.get('content-type')).toBe('application/json');
+    expect(quick.headers.get('mcp-session-id')).toBe(session);
+    const quickBody = (await quick.json()) as { id: number; result: { content: { text: string }[] } };
+    expect(quickBody.id).toBe(2);
+    expect(quickBody.result.content[0]?.text).toMatch(/^\d+$/);
+    const slow = await callTool(3, 'sleep', { ms: 1500 });
+    expect(slow.headers.get('content-type')).toBe('text/event-stream');
+    const events = (await slow.text())
+      .split('\n')
+      .filter((line) => line.startsWith('data: '))
+      .map((line) => JSON.parse(line.slice(6)) as { id?: number; result?: { content: { text: string }[] } });
+    expect(events.at(-1)?.id).toBe(3);
+    expect(events.at(-1)?.result?.content[0]?.text).toBe('slept 1500');
+  });
+
   it('answers malformed JSON with a parse error and a non-initialize first request with 400', async () => {
     const auth = { authorization: 'Bearer token-a' };
     const bad = await post(`${gateway.url}/mcp`, '{"jsonrpc": "2.0", "method": ', auth);
