@@ -233,6 +233,17 @@ describe('NodeStreamableTransport (Streamable HTTP on node:http)', () => {
     controller.abort();
   });
 
+  it('fails a request to the client at once when it has nowhere to go (no open request, no GET stream)', async () => {
+    const h = await harness(() => undefined);
+    await expect(
+      h.transport.send({ jsonrpc: '2.0', id: 'srv-1', method: 'sampling/createMessage', params: {} }),
+    ).rejects.toThrow('No connection to send sampling/createMessage on');
+    // A notification with nowhere to go is dropped quietly.
+    await expect(
+      h.transport.send({ jsonrpc: '2.0', method: 'notifications/message', params: {} }),
+    ).resolves.toBeUndefined();
+  });
+
   it('refuses what the SDK transport refuses, with the same statuses, and passes nothing on', async () => {
     const h = await harness(echo);
     const post = (headers: Record<string, string>, body: unknown): Promise<Response> =>

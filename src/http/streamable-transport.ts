@@ -355,9 +355,14 @@ export class NodeStreamableTransport implements Transport {
       stream.write(message);
       return;
     }
-    // Not tied to an open request: the session's GET stream, if the client opened one (else it is dropped,
-    // as with the SDK's transport).
+    // Not tied to an open request: the session's GET stream, if the client opened one. Without it a
+    // notification is dropped (as with the SDK's transport), and a request fails at once rather than waiting
+    // for an answer that cannot come.
     if (this.standalone) writeEvent(this.standalone, message);
+    else if (isRequest(message))
+      throw new Error(
+        `No connection to send ${message.method} on: its request was answered and the client has no GET stream open`,
+      );
   }
 
   async close(): Promise<void> {
