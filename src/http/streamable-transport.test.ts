@@ -3,6 +3,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { afterEach, describe, expect, it } from 'vitest';
+import { closeServers } from '../../test/support/http-servers.js';
 import { MAX_BATCH_SIZE, NodeStreamableTransport } from './streamable-transport.js';
 
 const HEADERS = {
@@ -18,14 +19,7 @@ interface Harness {
 }
 
 const servers: Server[] = [];
-afterEach(async () => {
-  await Promise.all(
-    servers.splice(0).map((s) => {
-      s.closeAllConnections();
-      return new Promise((r) => s.close(r));
-    }),
-  );
-});
+afterEach(() => closeServers(servers));
 
 /** A real HTTP server whose one session is the transport; the test plays the MCP server through `respond`. */
 async function harness(
