@@ -2,6 +2,7 @@ import { setMaxListeners } from 'node:events';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { ErrorCode, McpError, ProgressNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import type {
@@ -18,7 +19,6 @@ import type { z } from 'zod';
 import type { ServerEntry } from '../config/load.js';
 import { isStdioServer } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
-import { NodeStreamableClientTransport } from './http-client-transport.js';
 
 /** What an upstream server sends that is not a reply: relayed to the downstream client of this session. */
 export interface UpstreamEvents {
@@ -131,7 +131,9 @@ export class UpstreamConnection {
       return;
     }
     try {
-      await this.connectWith(() => new NodeStreamableClientTransport(url, config.headers));
+      await this.connectWith(
+        () => new StreamableHTTPClientTransport(url, { requestInit, fetch: fetchWithSharedSignal }),
+      );
     } catch (error) {
       if (config.transport === 'streamable-http') throw error;
       this.logger.info(
