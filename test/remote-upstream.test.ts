@@ -49,4 +49,33 @@ describe('remote upstream servers', () => {
       await client.close();
     }
   });
+
+  it('recovers when a remote upstream restarts and forgets its sessions: the gateway opens a new one', async () => {
+    const client = await connectClient(`${gateway.url}/mcp/streamable`);
+    const echo = async (message: string): Promise<string> => {
+      const result = (await client.callTool({ name: 'echo', arguments: { message } })) as CallToolResult;
+      if (result.isError) throw new Error(JSON.stringify(result.content));
+      return JSON.stringify(result.content);
+    };
+    expect(await echo('before')).toContain('Echo: before');
+    await streamable.stop();
+    streamable = await startEverythingHttp('streamableHttp', streamable.port);
+    // The restarted server answers the old session id with an error ("No valid session ID"); the gateway
+    // drops that session and reconnects, so calls work again without the agent doing anything.
+    const failures: string[] = [];
+    let answer: string | undefined;
+    const deadline = Date.now() + 15_000;
+    while (answer === undefined && Date.now() < deadline) {
+      try {
+        answer = await echo('after');
+      } catch (error) {
+        failures.push((error as Error).message);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+    expect(answer).toContain('Echo: after');
+    expect(failures.length).toBeGreaterThan(0);
+    expect(failures[0]).toContain('no longer knows our session');
+    await client.close();
+  });
 });

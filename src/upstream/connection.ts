@@ -2,7 +2,10 @@ import { setMaxListeners } from 'node:events';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import {
+  StreamableHTTPClientTransport,
+  StreamableHTTPError,
+} from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { ErrorCode, McpError, ProgressNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import type {
@@ -196,6 +199,13 @@ export class UpstreamConnection {
     this.scheduleReconnect();
   }
 
+  /** Drops a connection whose HTTP session the server forgot; onClosed then reconnects with backoff. */
+  private sessionLost(client: Client): void {
+    if (client !== this.client || this.closing) return;
+    this.logger.warn({ server: this.name }, 'upstream server lost our session; reconnecting');
+    void client.close().catch(() => undefined);
+  }
+
   private scheduleReconnect(): void {
     const delay = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)] ?? 30_000;
     this.attempt += 1;
@@ -250,6 +260,12 @@ export class UpstreamConnection {
         ...(options.signal ? { signal: options.signal } : {}),
       })) as z.infer<S>;
     } catch (error) {
+      if (isLostSession(error)) {
+        // The server no longer knows this session (it restarted, or expired it): nothing was run. Reconnect
+        // with a new session, as after a disconnect; this call is answered as unavailable.
+        this.sessionLost(client);
+        throw new UpstreamUnavailableError(this.name, 'the server no longer knows our session; reconnecting');
+      }
       if (error instanceof McpError && error.code === ErrorCode.ConnectionClosed) {
         throw new UpstreamInterruptedError(this.name, request.method);
       }
@@ -293,6 +309,17 @@ const fetchWithSharedSignal: typeof fetch = (input, init) => {
   if (init?.signal) setMaxListeners(0, init.signal);
   return fetch(input, init);
 };
+
+/**
+ * Whether a Streamable HTTP request failed because the server does not know the session id it was sent
+ * with: 404 (what the spec prescribes), or 400 naming the session (what some servers, server-everything
+ * among them, answer instead).
+ */
+export function isLostSession(error: unknown): boolean {
+  if (!(error instanceof StreamableHTTPError)) return false;
+  if (error.code === 404) return true;
+  return error.code === 400 && /session/i.test(error.message);
+}
 
 /** The few variables a child needs to run (never the gateway's secrets). */
 function inheritedEnv(): Record<string, string> {

@@ -3,11 +3,13 @@ import type { ChildProcess } from 'node:child_process';
 import { freePort } from '../../src/redis/embedded.js';
 import { EVERYTHING_ENTRY } from './gateway.js';
 
-/** Runs server-everything over HTTP (`streamableHttp` or `sse`) on a free port; resolves once it listens. */
+/** Runs server-everything over HTTP (`streamableHttp` or `sse`); resolves once it listens. */
 export async function startEverythingHttp(
   mode: 'streamableHttp' | 'sse',
+  /** A fixed port (to start it again where it was); a free one by default. */
+  fixedPort?: number,
 ): Promise<{ port: number; stop(): Promise<void> }> {
-  const port = await freePort();
+  const port = fixedPort ?? (await freePort());
   const child: ChildProcess = spawn(process.execPath, [EVERYTHING_ENTRY, mode], {
     env: { PATH: process.env.PATH, PORT: String(port) },
     stdio: ['ignore', 'ignore', 'pipe'],
