@@ -200,21 +200,10 @@ export class McpHttpEndpoint {
   ): Promise<void> {
     entry.lastSeen = Date.now();
     entry.openRequests += 1;
-    const requests = requestIdsOf(body);
+    // (A request whose client goes away before its answer is cancelled by the transport.)
     res.once('close', () => {
       entry.openRequests -= 1;
       entry.lastSeen = Date.now();
-      // The client went away before its answer was written: the answer could never reach it, so its requests
-      // are cancelled as if it had said so. A call held for approval then stays parked, and its result is kept
-      // for the retry instead of being handed to a dead connection.
-      if (res.writableFinished) return;
-      for (const requestId of requests) {
-        entry.transport.onmessage?.({
-          jsonrpc: '2.0',
-          method: 'notifications/cancelled',
-          params: { requestId, reason: 'the client disconnected before the answer was written' },
-        });
-      }
     });
     await entry.transport.handleRequest(req, res, body);
   }
@@ -257,16 +246,4 @@ export class McpHttpEndpoint {
     clearInterval(this.reaper);
     await Promise.all([...this.sessions.keys()].map((id) => this.drop(id)));
   }
-}
-
-/** The ids of the JSON-RPC requests in a POST body (one message or a batch). */
-function requestIdsOf(body: unknown): (string | number)[] {
-  const messages = Array.isArray(body) ? (body as unknown[]) : [body];
-  const ids: (string | number)[] = [];
-  for (const message of messages) {
-    if (typeof message !== 'object' || message === null) continue;
-    const { id, method } = message as { id?: unknown; method?: unknown };
-    if (typeof method === 'string' && (typeof id === 'string' || typeof id === 'number')) ids.push(id);
-  }
-  return ids;
 }

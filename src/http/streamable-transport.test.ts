@@ -268,7 +268,7 @@ describe('NodeStreamableTransport (Streamable HTTP on node:http)', () => {
     expect(body.error.message).toContain('session was closed');
   });
 
-  it('refuses to deliver an answer whose client went away, and forgets the request', async () => {
+  it('cancels a request whose client went away (as if it had said so), refuses its late answer, and forgets it', async () => {
     const h = await harness(() => undefined);
     const controller = new AbortController();
     const pending = fetch(h.url, {
@@ -280,7 +280,12 @@ describe('NodeStreamableTransport (Streamable HTTP on node:http)', () => {
     while (h.received.length === 0) await new Promise((r) => setTimeout(r, 5));
     controller.abort();
     await pending;
-    await new Promise((r) => setTimeout(r, 50));
+    while (h.received.length < 2) await new Promise((r) => setTimeout(r, 5));
+    expect(h.received[1]).toEqual({
+      jsonrpc: '2.0',
+      method: 'notifications/cancelled',
+      params: { requestId: 11, reason: 'the client disconnected before the answer was written' },
+    });
     await expect(h.transport.send({ jsonrpc: '2.0', id: 11, result: {} })).rejects.toThrow(
       'No connection established for request ID: 11',
     );

@@ -101,11 +101,13 @@ class PostStream {
       });
   }
 
-  /** The client went away: nothing more can be written. */
-  dropped(): void {
+  /** The client went away: nothing more can be written. Returns the requests that never got their answer. */
+  dropped(): RequestId[] {
+    if (this.finished) return [];
     this.finished = true;
     this.stopTimers();
     this.onDone(this);
+    return [...this.pending];
   }
 
   private startSse(): void {
@@ -279,7 +281,16 @@ export class NodeStreamableTransport implements Transport {
     );
     for (const id of requestIds) this.byRequest.set(id, stream);
     res.once('close', () => {
-      if (!res.writableFinished) stream.dropped();
+      if (res.writableFinished) return;
+      // The client went away before its answer was written: the answer could never reach it, so its requests
+      // are cancelled as if it had said so. A call held for approval then stays parked, and its result is kept
+      // for the retry instead of being handed to a dead connection.
+      for (const requestId of stream.dropped())
+        this.onmessage?.({
+          jsonrpc: '2.0',
+          method: 'notifications/cancelled',
+          params: { requestId, reason: 'the client disconnected before the answer was written' },
+        });
     });
     for (const message of messages) this.onmessage?.(message);
   }
