@@ -18,36 +18,34 @@ const initialize = JSON.stringify({
   },
 });
 
-/** POSTs an initialize from a chosen loopback source address. */
-function post(
+/** Sends one request from a chosen loopback source address (each address has its own failure count). */
+function sendFrom(
   url: string,
-  token: string,
   localAddress: string,
+  call: { method: 'GET' | 'POST'; path: string; token: string; body?: string },
 ): Promise<{ status: number; retryAfter?: string }> {
   const { port } = new URL(url);
+  const headers: Record<string, string> = { authorization: `Bearer ${call.token}` };
+  if (call.body !== undefined) {
+    headers['content-type'] = 'application/json';
+    headers.accept = 'application/json, text/event-stream';
+  }
   return new Promise((resolve, reject) => {
     const req = request(
-      {
-        host: '127.0.0.1',
-        port,
-        path: '/mcp',
-        method: 'POST',
-        localAddress,
-        headers: {
-          authorization: `Bearer ${token}`,
-          'content-type': 'application/json',
-          accept: 'application/json, text/event-stream',
-        },
-      },
+      { host: '127.0.0.1', port, path: call.path, method: call.method, localAddress, headers },
       (res) => {
         res.resume();
         resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] });
       },
     );
     req.on('error', reject);
-    req.end(initialize);
+    req.end(call.body);
   });
 }
+
+/** POSTs an initialize to /mcp from a chosen loopback source address. */
+const post = (url: string, token: string, localAddress: string) =>
+  sendFrom(url, localAddress, { method: 'POST', path: '/mcp', token, body: initialize });
 
 describe('bearer-token brute force', () => {
   let gateway: TestGateway;
@@ -123,28 +121,9 @@ describe('bearer-token brute force behind a trusted reverse proxy', () => {
   });
 });
 
-/** GETs the approvals API from a chosen loopback source address. */
-function getApprovals(url: string, token: string, localAddress: string): Promise<number> {
-  const { port } = new URL(url);
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port,
-        path: '/api/approvals',
-        method: 'GET',
-        localAddress,
-        headers: { authorization: `Bearer ${token}` },
-      },
-      (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  });
-}
+/** GETs the approvals API from a chosen loopback source address; resolves with the status. */
+const getApprovals = async (url: string, token: string, localAddress: string): Promise<number> =>
+  (await sendFrom(url, localAddress, { method: 'GET', path: '/api/approvals', token })).status;
 
 describe('admin-token brute force on the approvals API', () => {
   const ADMIN = 'the-right-admin-token-0123456789';

@@ -3,7 +3,7 @@
  * real `countersign serve` child process: nothing parked, no task and no audit event is lost; while Redis is
  * down every new call is refused (fail closed); once it is back, the parked calls resume.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,7 +14,7 @@ import { Redis } from 'ioredis';
 import { AuditLog } from '../../src/audit/log.js';
 import { startEmbeddedRedis } from '../../src/redis/embedded.js';
 import type { EmbeddedRedis } from '../../src/redis/embedded.js';
-import { startServe } from '../support/cli.js';
+import { startServe, writeServeFiles } from '../support/cli.js';
 import type { ServeProcess } from '../support/cli.js';
 import { clickPayload, postInteraction, startFakeSlack } from '../support/fake-slack.js';
 import type { FakeSlack } from '../support/fake-slack.js';
@@ -61,18 +61,17 @@ describe('Redis restarted with calls parked (append-only file on)', () => {
     slack = await startFakeSlack();
     redis = await startEmbeddedRedis({ dir: path.join(dir, 'redis'), reuse: false });
     port = Number(new URL(redis.url).port);
-    await writeFile(path.join(dir, 'p.json'), JSON.stringify(POLICY));
-    const configFile = path.join(dir, 'countersign.json');
-    await writeFile(
-      configFile,
-      JSON.stringify({
+    const configFile = await writeServeFiles(
+      dir,
+      {
         listen: { port: 0 },
         redis: { url: redis.url, prefix: PREFIX },
         servers: { aws: toyServer('p.json', { env: { TOY_CALL_LOG: log } }) },
         grants: [{ id: 'deploy-bot', owner: 'olga@example.com', token_sha256: sha(AGENT_TOKEN) }],
         approvals: { poll_ms: 200, liveness_ms: 2000, task_poll_interval_ms: 100 },
         data_dir: path.join(dir, 'state'),
-      }),
+      },
+      { 'p.json': POLICY },
     );
     gateway = await startServe(configFile, {
       cwd: dir,

@@ -3,7 +3,7 @@
  * are killed for real (SIGKILL, SIGTERM), real Redis, the fake Slack API, and the SDK client (tasks and plain
  * calls). Nothing parked is lost, nothing approved runs twice, nothing unapproved runs.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -11,7 +11,7 @@ import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { CallToolResultSchema, CreateTaskResultSchema } from '@modelcontextprotocol/sdk/types.js';
 import type { CallToolResult, CreateTaskResult } from '@modelcontextprotocol/sdk/types.js';
 import { AuditLog } from '../../src/audit/log.js';
-import { startServe } from '../support/cli.js';
+import { startServe, writeServeFiles } from '../support/cli.js';
 import type { ServeProcess } from '../support/cli.js';
 import { clickPayload, postInteraction, startFakeSlack } from '../support/fake-slack.js';
 import type { FakeSlack } from '../support/fake-slack.js';
@@ -64,18 +64,17 @@ describe('restarts and crashes with parked calls (serve child processes)', () =>
     dir = await mkdtemp(path.join(os.tmpdir(), 'countersign-restarts-'));
     log = path.join(dir, 'calls.jsonl');
     slack = await startFakeSlack();
-    await writeFile(path.join(dir, 'p.json'), JSON.stringify(POLICY));
-    configFile = path.join(dir, 'countersign.json');
-    await writeFile(
-      configFile,
-      JSON.stringify({
+    configFile = await writeServeFiles(
+      dir,
+      {
         listen: { port: 0 },
         redis: { url: testRedisUrl(), prefix },
         servers: { aws: toyServer('p.json', { env: { TOY_CALL_LOG: log } }) },
         grants: [{ id: 'deploy-bot', owner: 'olga@example.com', token_sha256: sha(AGENT_TOKEN) }],
         approvals: { poll_ms: 200, liveness_ms: 2000, task_poll_interval_ms: 100 },
         shutdown_grace_ms: 8000,
-      }),
+      },
+      { 'p.json': POLICY },
     );
   }, 30_000);
 

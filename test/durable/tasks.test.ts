@@ -2,7 +2,7 @@
  * MCP tasks for calls a person must approve, against a real `countersign serve` child process, real Redis,
  * the fake Slack API and the SDK client's task API.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,7 +10,7 @@ import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { CallToolResultSchema, CreateTaskResultSchema } from '@modelcontextprotocol/sdk/types.js';
 import type { CallToolResult, CreateTaskResult } from '@modelcontextprotocol/sdk/types.js';
-import { startServe } from '../support/cli.js';
+import { startServe, writeServeFiles } from '../support/cli.js';
 import type { ServeProcess } from '../support/cli.js';
 import { clickPayload, postInteraction, rejectSubmission, startFakeSlack } from '../support/fake-slack.js';
 import type { FakeSlack } from '../support/fake-slack.js';
@@ -62,12 +62,9 @@ describe('MCP tasks for approval-gated calls (serve child process)', () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'countersign-tasks-'));
     log = path.join(dir, 'calls.jsonl');
     slack = await startFakeSlack();
-    await writeFile(path.join(dir, 'p.json'), JSON.stringify(POLICY));
-    await writeFile(path.join(dir, 'e.json'), JSON.stringify(EVERYTHING_POLICY));
-    const configFile = path.join(dir, 'countersign.json');
-    await writeFile(
-      configFile,
-      JSON.stringify({
+    const configFile = await writeServeFiles(
+      dir,
+      {
         listen: { port: 0 },
         redis: { url: testRedisUrl(), prefix },
         servers: {
@@ -79,7 +76,8 @@ describe('MCP tasks for approval-gated calls (serve child process)', () => {
           { id: 'other-bot', owner: 'otto@example.com', token_sha256: sha(OTHER_TOKEN) },
         ],
         approvals: { poll_ms: 200, task_poll_interval_ms: 100 },
-      }),
+      },
+      { 'p.json': POLICY, 'e.json': EVERYTHING_POLICY },
     );
     gateway = await startServe(configFile, {
       cwd: dir,

@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { REPO_ROOT } from './gateway.js';
+import { REPO_ROOT, writePolicies } from './gateway.js';
 
 /** Node arguments that run the CLI from source (tsx loader by absolute URL, so any cwd works). */
 export function cliCommand(args: string[]): string[] {
@@ -54,6 +55,18 @@ export interface ServeProcess {
   url: string;
   /** Everything the process wrote to stderr so far. */
   log: () => string;
+}
+
+/** Writes the policies and `countersign.json` for a `serve` process into `dir`; returns the config file. */
+export async function writeServeFiles(
+  dir: string,
+  config: Record<string, unknown>,
+  policies: Record<string, unknown>,
+): Promise<string> {
+  await writePolicies(dir, policies);
+  const file = path.join(dir, 'countersign.json');
+  await writeFile(file, JSON.stringify(config));
+  return file;
 }
 
 /** Starts `countersign serve --config <file>` and resolves once it listens. */

@@ -34,6 +34,13 @@ export interface TestGateway extends RunningGateway {
   stop(): Promise<void>;
 }
 
+/** Writes policy files into `dir` (file name → document, or its text as is). */
+export async function writePolicies(dir: string, policies: Record<string, unknown>): Promise<void> {
+  for (const [name, doc] of Object.entries(policies)) {
+    await writeFile(path.join(dir, name), typeof doc === 'string' ? doc : JSON.stringify(doc, null, 2));
+  }
+}
+
 /**
  * Starts a real gateway on a free loopback port, against the test run's redis-server, with its config
  * and policies written to a temp folder (`policies` maps file names to documents).
@@ -45,9 +52,7 @@ export async function startTestGateway(options: {
   now?: () => number;
 }): Promise<TestGateway> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'countersign-gw-'));
-  for (const [name, doc] of Object.entries(options.policies ?? {})) {
-    await writeFile(path.join(dir, name), typeof doc === 'string' ? doc : JSON.stringify(doc, null, 2));
-  }
+  await writePolicies(dir, options.policies ?? {});
   const prefix = uniquePrefix('gw');
   const config = parseConfig(
     JSON.stringify({
