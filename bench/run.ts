@@ -24,7 +24,7 @@ import type { PrecisionResult } from './precision.js';
 import { compare, formatReport, judge, judgeProxy, writeReport } from './report.js';
 import type { BenchReport, ConcurrencyResult, SideResult } from './report.js';
 import { summarize } from './stats.js';
-import { machineInfo } from './system.js';
+import { envNumber, machineInfo } from './system.js';
 import { EVERYTHING_ENTRY, REPO_ROOT, startEverythingHttp, startMcpProxy } from './upstream.js';
 import { countListenerWarnings } from './warnings.js';
 import type { WarningCount } from './warnings.js';
@@ -42,13 +42,8 @@ const WATCHDOG_MS = 300_000;
 const RUN_MAX_MS = 12_000;
 const WARMUP_CALLS = 200;
 
-function envInt(name: string, fallback: number): number {
-  const value = Number(process.env[name]);
-  return Number.isFinite(value) && value > 0 ? value : fallback;
-}
-
-const scale = envInt('BENCH_SCALE', 1);
-const rounds = Math.floor(envInt('BENCH_ROUNDS', 2));
+const scale = envNumber('BENCH_SCALE', 1);
+const rounds = Math.floor(envNumber('BENCH_ROUNDS', 2));
 const clientMode: ClientMode = process.env.BENCH_CLIENTS === 'per-caller' ? 'per-caller' : 'shared';
 /** `http` (default): the gateway fronts the direct side's own server; `stdio`: its own server over stdio. */
 const upstreamMode: 'http' | 'stdio' = process.env.BENCH_UPSTREAM === 'stdio' ? 'stdio' : 'http';

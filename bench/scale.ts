@@ -33,16 +33,11 @@ import { redisMb, rssMb } from './approvals.js';
 import { benchFetch } from './load.js';
 import { startServe } from './precision.js';
 import type { ServeProcess } from './precision.js';
-import { machineInfo } from './system.js';
+import { envNumber, machineInfo } from './system.js';
 import { EVERYTHING_ENTRY, REPO_ROOT } from './upstream.js';
 
-function envInt(name: string, fallback: number): number {
-  const value = Number(process.env[name]);
-  return Number.isFinite(value) && value > 0 ? Math.floor(value) : fallback;
-}
-
-const HELD = envInt('BENCH_HELD', 10_000);
-const PARKED = envInt('BENCH_PARKED', 100_000);
+const HELD = Math.floor(envNumber('BENCH_HELD', 10_000));
+const PARKED = Math.floor(envNumber('BENCH_PARKED', 100_000));
 const HELD_SESSIONS = 10;
 const HELD_WAVE = 500;
 const PARK_SESSIONS = 20;

@@ -19,3 +19,9 @@ export function machineInfo(): MachineInfo {
     loadAverageAtStart: os.loadavg()[0] ?? 0,
   };
 }
+
+/** A positive number from the environment, or `fallback` when it is unset or not a positive number. */
+export function envNumber(name: string, fallback: number): number {
+  const value = Number(process.env[name]);
+  return Number.isFinite(value) && value > 0 ? value : fallback;
+}
