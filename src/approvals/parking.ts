@@ -36,6 +36,11 @@ export type WaitOutcome =
   | { kind: 'consumed'; record: ApprovalRecord }
   /** The approval record is gone (past its retention). */
   | { kind: 'gone' }
+  /**
+   * Nobody is left to answer: the client went away, or this process is stopping with the request still
+   * holding. The approval stays parked for the agent's retry; nothing was decided.
+   */
+  | { kind: 'abandoned' }
   /** Redis cannot be reached. */
   | { kind: 'unavailable' };
 
@@ -231,6 +236,14 @@ class ParkedCall {
     else await this.check();
   }
 
+  /**
+   * Shutdown: holders are let go (the approval stays parked) and the call is no longer watched. An execution
+   * still running past the grace period keeps its result for the retry, as for a client that left.
+   */
+  abandon(): void {
+    this.settle({ kind: 'abandoned' });
+  }
+
   maybeDispose(): void {
     if (this.holders.size > 0 || this.running) return;
     if ([...this.executors].some((e) => !e.sessionSignal.aborted)) return;
@@ -296,6 +309,8 @@ export async function recordExecution(
 export class Parking {
   private readonly parked = new Map<string, ParkedCall>();
   private poll: NodeJS.Timeout | undefined;
+  /** Shutdown has begun: nothing new holds. */
+  private releasing = false;
 
   constructor(private readonly options: ParkingOptions) {}
 
@@ -383,11 +398,13 @@ export class Parking {
         }
       };
       const onAbort = (): void => {
-        finish({ kind: 'unavailable' });
+        finish({ kind: 'abandoned' });
         call.maybeDispose();
       };
       request.signal.addEventListener('abort', onAbort, { once: true });
       call.holders.add(holder);
+      // A client that left while its call was on its way here: nobody to hold for.
+      if (request.signal.aborted) onAbort();
 
       void call.check().then(async () => {
         if (done) return;
@@ -405,7 +422,7 @@ export class Parking {
           holdTimer = setTimeout(() => void pendingNow(), RUNNING_WAIT_MS);
           return;
         }
-        if (request.holdMs <= 0) return finish({ kind: 'pending', record });
+        if (request.holdMs <= 0 || this.releasing) return finish({ kind: 'pending', record });
         holdTimer = setTimeout(() => void pendingNow(), request.holdMs);
         const send = request.sendProgress;
         if (send) {
@@ -424,17 +441,25 @@ export class Parking {
     });
   }
 
-  /** See ParkedCall.release: at shutdown, holding requests are told their call is still pending. */
+  /**
+   * See ParkedCall.release: at shutdown, holding requests are told their call is still pending. From here
+   * on, requests that park (still on their way through the gateway) are answered "pending" at once.
+   */
   async releaseHolders(): Promise<number> {
+    this.releasing = true;
     const holding = [...this.parked.values()].filter((call) => call.holders.size > 0);
     await Promise.all(holding.map((call) => call.release()));
     return holding.length;
   }
 
-  /** Stops watching everything (shutdown): the approvals stay in Redis. */
+  /**
+   * Stops watching everything (shutdown): the approvals stay in Redis. A request still holding here (its
+   * session is gone by now) is let go, so that no hold timer outlives the process's work.
+   */
   close(): void {
+    this.releasing = true;
     clearInterval(this.poll);
     this.poll = undefined;
-    for (const call of [...this.parked.values()]) call.dispose();
+    for (const call of [...this.parked.values()]) call.abandon();
   }
 }

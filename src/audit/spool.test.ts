@@ -66,4 +66,22 @@ describe('AuditSpool', () => {
     await expect(readFile(file, 'utf8')).rejects.toThrow();
     await next.close();
   });
+
+  it('an event written after its log closed (a call that outlived shutdown) is spooled for the next process', async () => {
+    const file = path.join(dir, 'closed.jsonl');
+    const closedPrefix = `${prefix}closed:`;
+    const log = new AuditLog({ redis, prefix: closedPrefix, logger: quiet });
+    const stopping = new AuditSpool(log, file, quiet);
+    await stopping.write(event('before'));
+    await stopping.close();
+    await log.close();
+    await stopping.write(event('after'));
+    expect(stopping.size).toBe(1);
+    expect((await readFile(file, 'utf8')).trim().split('\n')).toHaveLength(1);
+
+    const reopened = new AuditLog({ redis, prefix: closedPrefix, logger: quiet });
+    await new AuditSpool(reopened, file, quiet).drain();
+    expect((await reopened.query()).map((e) => e.tool)).toEqual(['before', 'after']);
+    expect((await reopened.verify()).ok).toBe(true);
+  });
 });

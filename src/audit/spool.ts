@@ -11,10 +11,13 @@ export interface SpoolLogger {
 }
 
 const RETRY_MS = 1000;
+/** Append failures that spool the event: Redis unreachable, or the log already closed (shutdown). */
+const SPOOLED = new Set(['countersign.audit.unavailable', 'countersign.audit.closed']);
 
 /**
  * Audit events that must not be lost although writing them failed because Redis was unreachable:
- * refusals made while it was down, and results of calls that were in flight when it went. They are kept
+ * refusals made while it was down, and results of calls that were in flight when it went — or because
+ * this process had already closed its audit log (a call that outlived the shutdown grace period). They are kept
  * in order in a local JSON Lines file and appended to the trail once Redis answers again — by this
  * process, or by the next one started on the same data folder. (Decisions that allow a call are never
  * spooled: such a call is refused when its decision cannot be written.)
@@ -46,7 +49,7 @@ export class AuditSpool {
         await this.log.append(event);
         return;
       } catch (error) {
-        if (!(error instanceof AuditError) || error.code !== 'countersign.audit.unavailable') throw error;
+        if (!(error instanceof AuditError) || !SPOOLED.has(error.code)) throw error;
       }
     }
     await this.spool(event);
@@ -63,7 +66,7 @@ export class AuditSpool {
     if (this.pending === 1)
       this.logger.warn(
         { file: this.file },
-        'audit trail unavailable: spooling events locally until Redis returns',
+        'audit trail unavailable (Redis unreachable, or this process is stopping): spooling events locally; they are appended once Redis answers, here or by the next process',
       );
     this.schedule();
   }

@@ -37,6 +37,8 @@ export async function stdio(configFile: string, grantId: string | undefined, log
     const finish = async (): Promise<void> => {
       if (done) return;
       done = true;
+      // Requests holding for a person have nobody to answer now; their approvals stay parked.
+      await services.approvals.parking.releaseHolders();
       await services.inflight.drained(config.raw.shutdown_grace_ms);
       await session.close();
       await closeApprovals(services.approvals);

@@ -303,6 +303,9 @@ async function answer(
       return outcome.result;
     case 'pending':
       return pendingAnswer(outcome.record, services.approvals.slack !== undefined);
+    case 'abandoned':
+      // Nobody to tell (the client left, or this process is stopping): no decision was made, none is audited.
+      return pendingAnswer(record, services.approvals.slack !== undefined);
     case 'refused':
       // Told once: the next identical call asks again.
       await services.approvals.store.unbind(outcome.record).catch(() => undefined);

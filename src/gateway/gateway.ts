@@ -198,6 +198,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
           { inflight: services.inflight.size },
           'grace period over; closing with calls in flight',
         );
+      // The last answers are sent in the microtasks after their handlers return: let them go out first.
+      await new Promise((resolve) => setImmediate(resolve));
       await mcp.close();
       await slackReceiver?.stop();
       await closeApprovals(services.approvals);

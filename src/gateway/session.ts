@@ -155,35 +155,38 @@ export class GatewaySession {
 
     if (caps.tools) {
       handle(this.server, ListToolsRequestSchema, async () => ({ tools: await this.visibleTools() }));
-      handle(this.server, CallToolRequestSchema, async (request, extra) => {
-        this.openRequests.add(extra.requestId);
-        try {
-          const token = request.params._meta?.progressToken;
-          const result = await handleToolCall(this.services, this.caller, this.catalog, this.connections, {
-            params: request.params,
-            signal: extra.signal,
-            sessionSignal: this.lifetime.signal,
-            ...(token !== undefined
-              ? {
-                  sendProgress: (p) =>
-                    extra.sendNotification({
-                      method: 'notifications/progress',
-                      params: { ...p, progressToken: token },
-                    }),
-                }
-              : {}),
-          });
-          const task = request.params.task;
-          // Asked as a task but answered at once (refused, or allowed and run): the answer becomes a settled task.
-          if (task && !('task' in result)) {
-            const server = this.catalog.parse(request.params.name)?.server ?? '';
-            return await this.tasks.settled(this.caller, server, result, task.ttl);
+      // Tracked from start to answer, so that shutdown waits for calls still on their way through.
+      handle(this.server, CallToolRequestSchema, (request, extra) =>
+        this.services.inflight.track(async () => {
+          this.openRequests.add(extra.requestId);
+          try {
+            const token = request.params._meta?.progressToken;
+            const result = await handleToolCall(this.services, this.caller, this.catalog, this.connections, {
+              params: request.params,
+              signal: extra.signal,
+              sessionSignal: this.lifetime.signal,
+              ...(token !== undefined
+                ? {
+                    sendProgress: (p) =>
+                      extra.sendNotification({
+                        method: 'notifications/progress',
+                        params: { ...p, progressToken: token },
+                      }),
+                  }
+                : {}),
+            });
+            const task = request.params.task;
+            // Asked as a task but answered at once (refused, or allowed and run): the answer becomes a settled task.
+            if (task && !('task' in result)) {
+              const server = this.catalog.parse(request.params.name)?.server ?? '';
+              return await this.tasks.settled(this.caller, server, result, task.ttl);
+            }
+            return result;
+          } finally {
+            this.openRequests.delete(extra.requestId);
           }
-          return result;
-        } finally {
-          this.openRequests.delete(extra.requestId);
-        }
-      });
+        }),
+      );
       const upstreams = (server: string): UpstreamConnection | undefined => this.connections.get(server);
       handle(this.server, GetTaskRequestSchema, async (request, extra) =>
         this.tasks.get(this.caller, request.params.taskId, upstreams, extra.signal),

@@ -31,6 +31,8 @@ import {
   until,
 } from '../support/approvals.js';
 
+const BURST_TOKEN = 'burst-token-0123456789';
+
 const POLICY = {
   version: '1',
   default: 'deny',
@@ -48,6 +50,10 @@ const POLICY = {
       approval: { channel: CHANNEL, reviewers: [ALICE.id], wait: 'hold', timeout: 3 },
     },
     DescribeCluster: { action: 'allow' },
+    ListClusters: {
+      action: 'require_approval',
+      approval: { reviewers: [ALICE.id], wait: 'hold', timeout: '5m', max_pending: 1000 },
+    },
   },
 };
 
@@ -70,7 +76,11 @@ describe('restarts and crashes with parked calls (serve child processes)', () =>
         listen: { port: 0 },
         redis: { url: testRedisUrl(), prefix },
         servers: { aws: toyServer('p.json', { env: { TOY_CALL_LOG: log } }) },
-        grants: [{ id: 'deploy-bot', owner: 'olga@example.com', token_sha256: sha(AGENT_TOKEN) }],
+        grants: [
+          { id: 'deploy-bot', owner: 'olga@example.com', token_sha256: sha(AGENT_TOKEN) },
+          // The burst tests' own grant: their parked calls do not count against deploy-bot's max_pending.
+          { id: 'burst-bot', owner: 'olga@example.com', token_sha256: sha(BURST_TOKEN) },
+        ],
         approvals: { poll_ms: 200, liveness_ms: 2000, task_poll_interval_ms: 100 },
         shutdown_grace_ms: 8000,
       },
@@ -100,8 +110,8 @@ describe('restarts and crashes with parked calls (serve child processes)', () =>
     return started;
   }
 
-  async function agentOf(g: ServeProcess): Promise<Client> {
-    const client = await connectClient(`${g.url}/mcp`, { token: AGENT_TOKEN });
+  async function agentOf(g: ServeProcess, token = AGENT_TOKEN): Promise<Client> {
+    const client = await connectClient(`${g.url}/mcp`, { token });
     clients.push(client);
     return client;
   }
@@ -122,10 +132,18 @@ describe('restarts and crashes with parked calls (serve child processes)', () =>
   const ran = async (tool: string, key: string, value: unknown): Promise<number> =>
     (await executions(log)).filter((e) => e.tool === tool && e.args[key] === value).length;
 
-  async function auditEvents(): Promise<Awaited<ReturnType<AuditLog['query']>>> {
+  /** ListClusters approvals requested since `since` (ms), by the audit trail. */
+  async function requested(since: number): Promise<number> {
+    const events = await auditEvents({ tool: 'ListClusters', type: 'approval', limit: 10_000 });
+    return events.filter((e) => e.reason === 'approval_requested' && Date.parse(e.time) >= since).length;
+  }
+
+  async function auditEvents(
+    filter: Parameters<AuditLog['query']>[0] = {},
+  ): Promise<Awaited<ReturnType<AuditLog['query']>>> {
     const redis = await connectTestRedis();
     try {
-      return await new AuditLog({ redis, prefix }).query({});
+      return await new AuditLog({ redis, prefix }).query(filter);
     } finally {
       redis.disconnect();
     }
@@ -280,6 +298,70 @@ describe('restarts and crashes with parked calls (serve child processes)', () =>
     expect(text(retry)).toContain('cloned into term-held');
     expect(await ran('CloneContainerToECR', 'repositoryName', 'term-held')).toBe(1);
     expect(await ran('sleep', 'ms', 1500)).toBe(1);
+  }, 90_000);
+
+  it('SIGTERM while calls are still arriving and parking: every request is answered "pending", the process exits in time', async () => {
+    const since = Date.now();
+    const a = await gateway();
+    const agent = await agentOf(a, BURST_TOKEN);
+    const burst = 150;
+    const answers = Array.from({ length: burst }, (_, i) =>
+      agent
+        .callTool({ name: 'ListClusters', arguments: { id: `burst-${i}` } }, undefined, { timeout: 60_000 })
+        .then(
+          (result) => text(result as CallToolResult),
+          (error: Error) => `error: ${error.message}`,
+        ),
+    );
+    // SIGTERM once the first few are parked: the others are still on their way through the gateway.
+    await until(async () => ((await requested(since)) >= 5 ? true : undefined), 15_000, 'calls to park');
+    const exited = new Promise<number | null>((resolve) => a.child.once('exit', resolve));
+    const stopping = Date.now();
+    a.child.kill('SIGTERM');
+    const texts = await Promise.all(answers);
+    expect(await exited).toBe(0);
+    // Within the grace period (8 s), not at the end of some hold time.
+    expect(Date.now() - stopping).toBeLessThan(8000);
+    const pendingIds = texts.map((t) => /Approval pending \(id (\w+)\)/.exec(t)?.[1]);
+    expect(texts.filter((_, i) => !pendingIds[i])).toEqual([]);
+    expect(a.log()).not.toContain('audit write failed');
+    // Every approval has its request event.
+    const events = await auditEvents({ tool: 'ListClusters', limit: 10_000 });
+    const requestedIds = events.filter((e) => e.reason === 'approval_requested').map((e) => e.approvalId);
+    expect(new Set(requestedIds)).toEqual(new Set(pendingIds));
+    expect(await ran('ListClusters', 'id', 'burst-0')).toBe(0);
+  }, 90_000);
+
+  it('SIGTERM just after a client holding many calls went away: the process exits in time, the calls stay parked, and nothing is audited as decided', async () => {
+    const since = Date.now();
+    const a = await gateway();
+    const agent = await agentOf(a, BURST_TOKEN);
+    const burst = 150;
+    const held = Array.from({ length: burst }, (_, i) =>
+      agent
+        .callTool({ name: 'ListClusters', arguments: { id: `gone-${i}` } }, undefined, { timeout: 60_000 })
+        .catch(() => undefined),
+    );
+    await until(async () => ((await requested(since)) >= 50 ? true : undefined), 15_000, 'calls to park');
+    // The client goes away with most calls parked and the rest on their way; the gateway is stopped at once.
+    await agent.close();
+    await Promise.all(held);
+    const exited = new Promise<number | null>((resolve) => a.child.once('exit', resolve));
+    const stopping = Date.now();
+    a.child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(Date.now() - stopping).toBeLessThan(8000);
+    expect(a.log()).not.toContain('audit write failed');
+    // Nothing was decided: the calls stay parked (for the agent's retry), and the trail says just that.
+    const events = (await auditEvents({ tool: 'ListClusters', limit: 10_000 })).filter(
+      (e) => Date.parse(e.time) >= since,
+    );
+    expect(events.length).toBeGreaterThanOrEqual(50);
+    expect(events.filter((e) => e.reason !== 'approval_requested')).toEqual([]);
+    const redis = await connectTestRedis();
+    const pending = new Set(await redis.zrange(`${prefix}approvals:pending`, '0', '-1'));
+    redis.disconnect();
+    expect(events.filter((e) => !pending.has(e.approvalId ?? ''))).toEqual([]);
   }, 90_000);
 
   it('an approval that expires while no gateway runs is expired by the next one at start', async () => {

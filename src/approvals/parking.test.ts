@@ -1,0 +1,147 @@
+/**
+ * Parking against a real Redis: when a request is held for a person and when it is let go. The approvals
+ * stay parked in every case here; only the waiting in this process ends.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Redis } from 'ioredis';
+import { connectTestRedis, dropPrefix, testRedisUrl, uniquePrefix } from '../../test/support/redis.js';
+import { silentLogger } from '../log/logger.js';
+import { ApprovalEvents } from './events.js';
+import { ApprovalJobs } from './jobs.js';
+import { Parking } from './parking.js';
+import type { ParkingRequest } from './parking.js';
+import { ApprovalStore } from './store.js';
+
+const T0 = Date.now();
+let seq = 0;
+
+describe('Parking: holding requests, and letting them go', () => {
+  let redis: Redis;
+  let subscriber: Redis;
+  let store: ApprovalStore;
+  let events: ApprovalEvents;
+  let jobs: ApprovalJobs;
+  const prefix = uniquePrefix('parking');
+  const logger = silentLogger();
+  const live = new AbortController();
+
+  beforeAll(async () => {
+    redis = await connectTestRedis();
+    subscriber = await connectTestRedis();
+    store = new ApprovalStore(redis, prefix);
+    events = new ApprovalEvents(subscriber, `${prefix}approvals:events`, logger);
+    await events.start();
+    jobs = new ApprovalJobs({
+      redisUrl: testRedisUrl(),
+      prefix,
+      store,
+      slack: undefined,
+      logger,
+      hooks: { onExpired: async () => undefined },
+      now: Date.now,
+    });
+  });
+  afterAll(async () => {
+    live.abort();
+    await jobs.close();
+    await events.close();
+    await dropPrefix(redis, prefix);
+    redis.disconnect();
+    subscriber.disconnect();
+  });
+
+  const parking = (): Parking =>
+    new Parking({
+      store,
+      events,
+      jobs,
+      logger,
+      processId: 'p1',
+      now: Date.now,
+      progressIntervalMs: 60_000,
+      pollMs: 60_000,
+    });
+
+  async function parked(): Promise<string> {
+    seq += 1;
+    const id = `01JPARKINGTEST${String(seq).padStart(12, '0')}`;
+    await store.create({
+      id,
+      server: 'aws',
+      tool: 'DeleteCluster',
+      grant: 'bot',
+      argsSha256: `${String(seq).padStart(64, 'a')}`,
+      owner: 'olga',
+      session: 's1',
+      callId: `01JPARKINGCALL${String(seq).padStart(12, '0')}`,
+      args: { id: `c${seq}` },
+      rule: 'p.json#/tools/DeleteCluster/action',
+      message: 'needs approval',
+      spec: {
+        reviewers: ['U1'],
+        quorum: 1,
+        timeoutSeconds: 600,
+        allowSelfApproval: false,
+        maxPending: 100,
+        wait: 'hold',
+        holdForSeconds: 600,
+        secretArgs: [],
+        rule: { file: 'p.json', pointer: '/tools/DeleteCluster/action' },
+      },
+      now: T0,
+    });
+    return id;
+  }
+
+  const request = (id: string, signal: AbortSignal): ParkingRequest => ({
+    id,
+    holdMs: 60_000,
+    signal,
+    sessionSignal: live.signal,
+    execute: () => Promise.reject(new Error('nothing is approved here')),
+  });
+
+  /** Resolves with the outcome's kind, or 'still holding' after `ms`. */
+  const within = async (waiting: Promise<{ kind: string }>, ms: number): Promise<string> =>
+    Promise.race([
+      waiting.then((o) => o.kind),
+      new Promise<string>((resolve) => setTimeout(() => resolve('still holding'), ms)),
+    ]);
+
+  it('holds a request while its approval is pending', async () => {
+    const p = parking();
+    const held = new AbortController();
+    const waiting = p.wait(request(await parked(), held.signal));
+    expect(await within(waiting, 500)).toBe('still holding');
+    held.abort();
+    expect(await within(waiting, 500)).toBe('abandoned');
+    p.close();
+  });
+
+  it('does not hold a request whose client left before it got here', async () => {
+    const p = parking();
+    const waiting = p.wait(request(await parked(), AbortSignal.abort()));
+    expect(await within(waiting, 2000)).toBe('abandoned');
+    p.close();
+  });
+
+  it('at shutdown: holders are told "pending", and a call that parks afterwards is not held', async () => {
+    const p = parking();
+    const first = p.wait(request(await parked(), new AbortController().signal));
+    expect(await within(first, 300)).toBe('still holding');
+    expect(await p.releaseHolders()).toBe(1);
+    expect(await within(first, 1000)).toBe('pending');
+    const late = p.wait(request(await parked(), new AbortController().signal));
+    expect(await within(late, 2000)).toBe('pending');
+    p.close();
+  });
+
+  it('close() lets go of a request still holding, so no hold timer outlives the process', async () => {
+    const p = parking();
+    const waiting = p.wait(request(await parked(), new AbortController().signal));
+    expect(await within(waiting, 300)).toBe('still holding');
+    p.close();
+    expect(await within(waiting, 1000)).toBe('abandoned');
+    expect(p.size).toBe(0);
+  });
+});
