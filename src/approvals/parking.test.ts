@@ -144,4 +144,25 @@ describe('Parking: holding requests, and letting them go', () => {
     expect(await within(waiting, 1000)).toBe('abandoned');
     expect(p.size).toBe(0);
   });
+
+  it('a decision whose pub/sub message never arrives is found by the poll', async () => {
+    // Listens on a channel nobody publishes to: only the poll can notice the decision.
+    const deaf = new ApprovalEvents(subscriber, `${prefix}nobody-publishes-here`, logger);
+    const p = new Parking({
+      store,
+      events: deaf,
+      jobs,
+      logger,
+      processId: 'p2',
+      now: Date.now,
+      progressIntervalMs: 60_000,
+      pollMs: 200,
+    });
+    const id = await parked();
+    const waiting = p.wait(request(id, new AbortController().signal));
+    expect(await within(waiting, 300)).toBe('still holding');
+    await store.transition(id, 'reject', { id: 'U1', name: 'alice' }, 'no', Date.now());
+    expect(await within(waiting, 2000)).toBe('refused');
+    p.close();
+  });
 });

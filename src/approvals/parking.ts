@@ -309,14 +309,17 @@ export async function recordExecution(
 export class Parking {
   private readonly parked = new Map<string, ParkedCall>();
   private poll: NodeJS.Timeout | undefined;
+  /** A poll is on its way. */
+  private polling = false;
   /** Shutdown has begun: nothing new holds. */
   private releasing = false;
 
   constructor(private readonly options: ParkingOptions) {}
 
   /**
-   * One timer re-reads every watched call in the same tick, so the reads share one pipelined round trip
-   * (the connection auto-pipelines) instead of one timer and one round trip per parked call.
+   * One timer, in case a pub/sub message was lost: one script asks which watched calls are no longer
+   * pending (a round trip per thousand calls, not one per call, and next to no garbage while thousands are
+   * held), and only those are looked at again.
    */
   private startPolling(): void {
     if (this.poll) return;
@@ -326,9 +329,22 @@ export class Parking {
         this.poll = undefined;
         return;
       }
-      for (const call of this.parked.values()) void call.check();
+      void this.pollOnce();
     }, this.options.pollMs);
     this.poll.unref();
+  }
+
+  private async pollOnce(): Promise<void> {
+    if (this.polling) return; // the last poll is still on its way (a slow Redis): skip this one
+    this.polling = true;
+    try {
+      const changed = await this.options.store.notPending([...this.parked.keys()]);
+      for (const id of changed) void this.parked.get(id)?.check();
+    } catch {
+      // Redis down: keep waiting; the next poll (or the reconnect's notification) looks again.
+    } finally {
+      this.polling = false;
+    }
   }
 
   /** Calls watched by this process (holding requests or live sessions able to run them). */

@@ -270,3 +270,17 @@ export const UNBIND_SCRIPT = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 `;
+
+/**
+ * not_pending — of the given records, which are no longer pending (decided, or gone): the poll that backs up
+ * pub/sub looks at every call parked in a process with one of these, not one round trip per call.
+ *   KEYS[1..n] records
+ * Returns the 1-based positions of the records whose status is not `pending` (a missing record included).
+ */
+export const NOT_PENDING_SCRIPT = `
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('HGET', key, 'status') ~= 'pending' then out[#out + 1] = i end
+end
+return out
+`;

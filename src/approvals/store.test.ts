@@ -97,6 +97,20 @@ describe('ApprovalStore (Lua state machine on a real Redis)', () => {
       expect(loser).toMatchObject({ status: record?.status, by: record?.decidedBy, at: record?.decidedAt });
   });
 
+  it('notPending: tells which of many approvals are no longer pending (decided, missing, or not an id)', async () => {
+    const pending = Array.from({ length: 1500 }, () => approval({ grant: 'g-poll' }));
+    for (const a of pending) await store.create({ ...a, spec: spec({ maxPending: 10_000 }) });
+    const [first, second] = pending;
+    if (!first || !second) throw new Error('no approvals');
+    await store.transition(first.id, 'approve', alice, '', T0 + 1000);
+    await store.transition(second.id, 'reject', bob, 'no', T0 + 1000);
+    const missing = '01JNOSUCHAPPROVAL000000000';
+    const ids = [...pending.map((a) => a.id), missing, 'not an id'];
+    // More ids than one round trip takes: the answer spans batches, in order.
+    expect(await store.notPending(ids)).toEqual([first.id, second.id, 'not an id', missing]);
+    expect(await store.notPending([])).toEqual([]);
+  });
+
   it('a click after the expiry time expires the approval instead of deciding it', async () => {
     const a = approval({ grant: 'g-expire' });
     await store.create(a);

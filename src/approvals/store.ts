@@ -12,16 +12,22 @@ import {
   INTERRUPT_SCRIPT,
   START_SCRIPT,
   TAKE_SCRIPT,
+  NOT_PENDING_SCRIPT,
   TRANSITION_SCRIPT,
   UNBIND_SCRIPT,
   UNCLAIM_SCRIPT,
 } from './scripts.js';
 
+/** What an approval id looks like (ULIDs are generated; anything else read from outside is no approval). */
+const APPROVAL_ID = /^[0-9A-Za-z]{1,64}$/;
+/** Records looked at per round trip by notPending (bounded work per Lua call). */
+const NOT_PENDING_BATCH = 1000;
 const createScript = new LuaScript(CREATE_SCRIPT);
 const transitionScript = new LuaScript(TRANSITION_SCRIPT);
 const claimScript = new LuaScript(CLAIM_SCRIPT);
 const finishScript = new LuaScript(FINISH_SCRIPT);
 const takeScript = new LuaScript(TAKE_SCRIPT);
+const notPendingScript = new LuaScript(NOT_PENDING_SCRIPT);
 const unbindScript = new LuaScript(UNBIND_SCRIPT);
 const unclaimScript = new LuaScript(UNCLAIM_SCRIPT);
 const interruptScript = new LuaScript(INTERRUPT_SCRIPT);
@@ -163,7 +169,7 @@ export class ApprovalStore {
   }
 
   async get(id: string): Promise<ApprovalRecord | undefined> {
-    if (!/^[0-9A-Za-z]{1,64}$/.test(id)) return undefined;
+    if (!APPROVAL_ID.test(id)) return undefined;
     const replies = await guarded(async () => {
       const results = await this.redis.pipeline().hgetall(this.record(id)).get(this.callParts(id)).exec();
       if (!results) throw new Error('no reply');
@@ -179,9 +185,35 @@ export class ApprovalStore {
    * waiters that look again and again while a call is pending.
    */
   async status(id: string): Promise<ApprovalRecord['status'] | undefined> {
-    if (!/^[0-9A-Za-z]{1,64}$/.test(id)) return undefined;
+    if (!APPROVAL_ID.test(id)) return undefined;
     const status = await guarded(() => this.redis.hget(this.record(id), 'status'));
     return status === null ? undefined : (status as ApprovalRecord['status']);
+  }
+
+  /**
+   * Of `ids`, those whose approval is no longer pending (decided, or its record gone), in a few round trips
+   * for any number of ids. Ids that are not approval ids are reported as not pending.
+   */
+  async notPending(ids: readonly string[]): Promise<string[]> {
+    const out: string[] = [];
+    for (let start = 0; start < ids.length; start += NOT_PENDING_BATCH) {
+      const batch = ids.slice(start, start + NOT_PENDING_BATCH);
+      const valid = batch.filter((id) => APPROVAL_ID.test(id));
+      for (const id of batch) if (!APPROVAL_ID.test(id)) out.push(id);
+      if (valid.length === 0) continue;
+      const positions = (await guarded(() =>
+        notPendingScript.run(
+          this.redis,
+          valid.map((id) => this.record(id)),
+          [],
+        ),
+      )) as number[];
+      for (const position of positions) {
+        const id = valid[position - 1];
+        if (id !== undefined) out.push(id);
+      }
+    }
+    return out;
   }
 
   /** The approval the identical call is bound to (pending, or decided and not yet told), if any. */
