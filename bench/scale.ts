@@ -3,7 +3,8 @@
  * build (`dist/`, as deployed) that share one private redis-server.
  *
  *   held   — BENCH_HELD (10,000) `echo` calls held open (`wait: "hold"`) over 10 MCP sessions, half on each
- *            process: time until all are parked, RSS of each process, Redis used_memory. Then all are approved
+ *            process: time until all are parked, RSS of each process 2 s after and again 30 s after (the
+ *            parking burst's garbage collected by then), Redis used_memory. Then all are approved
  *            through the approvals API (requests spread over both processes): time until every held call has
  *            its answer, and the executions per 1-second window (from when each call's limit units were taken,
  *            `admittedAt`) against the tool's global limit, `PACE_HELD` per second.
@@ -49,6 +50,8 @@ const ADMIN_TOKEN = randomBytes(24).toString('hex');
 const REVIEWER = 'bench-reviewer';
 const RESULTS_FILE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results', 'latest-scale.json');
 const WATCHDOG_MS = 20 * 60_000;
+/** How long the held calls are held before the second RSS sample. */
+const SETTLE_MS = 30_000;
 
 const POLICY = {
   version: '1',
@@ -84,6 +87,8 @@ export interface ScaleResult {
     parkSeconds: number;
     rssMbBefore: number[];
     rssMbHeld: number[];
+    /** RSS after the calls have been held for SETTLE_MS more (the parking burst's garbage collected). */
+    rssMbSettled: number[];
     redisMbBefore: number;
     redisMbHeld: number;
     drainSeconds: number;
@@ -285,6 +290,10 @@ async function main(state: {
   await new Promise((resolve) => setTimeout(resolve, 2000));
   const rssMbHeld = await Promise.all(gateways.map((g) => rssMb(g.pid)));
   const redisMbHeld = await redisMb(redis);
+  // Held a while longer: what a process holding them needs once the burst of parking has been collected.
+  await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+  if (failedEarly) throw new Error(`bench scale: a held call failed: ${failedEarly}`);
+  const rssMbSettled = await Promise.all(gateways.map((g) => rssMb(g.pid)));
   const heldIds = await pendingIds(redis, prefix);
   console.error(`bench scale: parked in ${parkSeconds.toFixed(1)} s; approving them all`);
   const drainStarted = performance.now();
@@ -378,6 +387,7 @@ async function main(state: {
       parkSeconds,
       rssMbBefore,
       rssMbHeld,
+      rssMbSettled,
       redisMbBefore,
       redisMbHeld,
       drainSeconds,
@@ -409,15 +419,18 @@ function format(r: ScaleResult): string {
   const mb = (v: number): string => `${v.toFixed(1)} MB`;
   const h = r.held;
   const p = r.parked;
-  const perHeldKb =
-    ((h.rssMbHeld.reduce((a, b) => a + b, 0) - h.rssMbBefore.reduce((a, b) => a + b, 0)) * 1024) / h.calls;
+  const before = h.rssMbBefore.reduce((a, b) => a + b, 0);
+  const perHeldKb = (rss: number[]): string =>
+    (((rss.reduce((a, b) => a + b, 0) - before) * 1024) / h.calls).toFixed(1);
+  const goal = (rss: number[]): string => (rss.every((v) => v < h.goalRssMbPerProcess) ? 'PASS' : 'MISS');
   const lines = [
     '',
     `parked calls at scale (two \`countersign serve\` processes from dist/, one redis-server; ${r.machine.cores} cores)`,
     '',
     `held (wait "hold"): ${h.calls} calls over ${h.sessions} sessions`,
     `  parked in ${h.parkSeconds.toFixed(1)} s (${(h.calls / h.parkSeconds).toFixed(0)} calls/s)`,
-    `  gateway RSS: ${h.rssMbBefore.map(mb).join(', ')} before → ${h.rssMbHeld.map(mb).join(', ')} held (+${perHeldKb.toFixed(1)} KB per held call); goal < ${h.goalRssMbPerProcess} MB per process: ${h.rssMbHeld.every((v) => v < h.goalRssMbPerProcess) ? 'PASS' : 'MISS'}`,
+    `  gateway RSS: ${h.rssMbBefore.map(mb).join(', ')} before → ${h.rssMbHeld.map(mb).join(', ')} just parked (+${perHeldKb(h.rssMbHeld)} KB per held call); goal < ${h.goalRssMbPerProcess} MB per process: ${goal(h.rssMbHeld)}`,
+    `  gateway RSS held ${SETTLE_MS / 1000} s more: ${h.rssMbSettled.map(mb).join(', ')} (+${perHeldKb(h.rssMbSettled)} KB per held call); goal: ${goal(h.rssMbSettled)}`,
     `  Redis: ${mb(h.redisMbBefore)} → ${mb(h.redisMbHeld)}`,
     `  all approved through the API: every held call answered after ${h.drainSeconds.toFixed(1)} s (${h.answered}/${h.calls} answered, ${h.executed} executions)`,
     `  pacing: at most ${h.pacing.maxInOneWindow} admitted in one limiter window (1 s) over ${h.pacing.windows} windows (limit ${h.pacing.limitPerSecond}/s); drain ${h.drainSeconds.toFixed(1)} s ≥ ${(h.calls / h.pacing.limitPerSecond - 1).toFixed(1)} s (calls ÷ limit − 1, windows being whole seconds): ${h.pacing.withinLimit && h.drainSeconds >= h.calls / h.pacing.limitPerSecond - 1 ? 'PASS' : 'FAIL'}`,
