@@ -136,6 +136,17 @@ describe('Parking: holding requests, and letting them go', () => {
     p.close();
   });
 
+  it('at shutdown: a call whose approved execution runs in another process is not held either', async () => {
+    const p = parking();
+    const id = await parked();
+    await store.transition(id, 'approve', { id: 'U1', name: 'alice' }, '', Date.now());
+    expect(await store.claim(id, 'another-process', Date.now())).toBe(true);
+    await p.releaseHolders();
+    const late = p.wait(request(id, new AbortController().signal));
+    expect(await within(late, 2000)).toBe('pending');
+    p.close();
+  });
+
   it('close() lets go of a request still holding, so no hold timer outlives the process', async () => {
     const p = parking();
     const waiting = p.wait(request(await parked(), new AbortController().signal));

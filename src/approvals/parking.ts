@@ -67,6 +67,8 @@ export interface ParkingOptions {
   progressIntervalMs: number;
   /** Re-read parked approvals this often, in case a pub/sub message was lost (default 5 s). */
   pollMs: number;
+  /** Counts an execution as a call in flight from its claim to its recorded end (shutdown waits for it). */
+  track?: <T>(work: () => Promise<T>) => Promise<T>;
 }
 
 /** Longest a request waits for an approved call that is running (possibly in another process). */
@@ -89,6 +91,10 @@ class ParkedCall {
   private checking: Promise<void> | undefined;
   private again = false;
   private running = false;
+  /** An approved execution of this call runs in this process now. */
+  get runningHere(): boolean {
+    return this.running;
+  }
   private readonly unsubscribe: () => void;
   disposed = false;
 
@@ -149,7 +155,10 @@ class ParkedCall {
       } catch {
         return;
       }
-      if (claimed) return this.run(record, executor);
+      if (claimed) {
+        const { track } = this.options;
+        return track ? track(() => this.run(record, executor)) : this.run(record, executor);
+      }
       this.again = true; // someone else claimed: read again to see how it went
       return;
     }
@@ -203,14 +212,23 @@ class ParkedCall {
       else this.maybeDispose();
       return;
     }
-    const delivered = this.holders.size > 0;
-    await recordExecution(this.options, this.options.processId, record, execution, delivered);
+    // Recorded as kept for the agent's retry even when requests wait here, and then taken for them (single
+    // use): a request that leaves while the result is being recorded does not take the result with it.
+    const recorded = await recordExecution(this.options, this.options.processId, record, execution, false);
     this.running = false;
-    if (delivered) return this.settle({ kind: 'result', result: execution.result });
-    // The result was kept for a retry. Requests that joined while it was being kept must take it like any
-    // retry (single use), not get it from memory as well.
-    if (this.holders.size > 0) void this.check();
-    else this.dispose();
+    if (this.holders.size === 0) return this.dispose();
+    if (!recorded) return this.settle({ kind: 'result', result: execution.result });
+    let taken: string | undefined;
+    try {
+      taken = await this.options.store.take(record);
+    } catch {
+      // Redis gone this instant: hand it over from memory (a retry may be handed the kept copy as well).
+      return this.settle({ kind: 'result', result: execution.result });
+    }
+    // Not there: an identical retry (in any process) took it first.
+    this.settle(
+      taken === undefined ? { kind: 'consumed', record } : { kind: 'result', result: execution.result },
+    );
   }
 
   private settle(outcome: WaitOutcome): void {
@@ -313,6 +331,8 @@ export class Parking {
   private polling = false;
   /** Shutdown has begun: nothing new holds. */
   private releasing = false;
+  /** close() ran. */
+  private closed = false;
 
   constructor(private readonly options: ParkingOptions) {}
 
@@ -371,6 +391,8 @@ export class Parking {
    * long as its session lives, so an approval still runs it and keeps the result for the retry.
    */
   async wait(request: ParkingRequest): Promise<WaitOutcome> {
+    // Closed (the process is going down): nothing is watched any more, so nothing may wait.
+    if (this.closed) return { kind: 'abandoned' };
     const call = this.parkedCall(request.id);
     const executor: Executor = { execute: request.execute, sessionSignal: request.sessionSignal };
     call.executors.add(executor);
@@ -433,6 +455,8 @@ export class Parking {
         if (done) return;
         if (!record) return finish({ kind: 'gone' });
         if (record.status !== 'pending') {
+          // Stopping, and the execution is not this process's to finish: the agent asks again elsewhere.
+          if (this.releasing && !call.runningHere) return finish({ kind: 'pending', record });
           // Approved: wait for the single execution, but not forever (its runner may be another process
           // that died); then the agent is told it was approved and to ask again for the result.
           holdTimer = setTimeout(() => void pendingNow(), RUNNING_WAIT_MS);
@@ -474,6 +498,7 @@ export class Parking {
    */
   close(): void {
     this.releasing = true;
+    this.closed = true;
     clearInterval(this.poll);
     this.poll = undefined;
     for (const call of [...this.parked.values()]) call.abandon();

@@ -280,7 +280,8 @@ return 0
 export const NOT_PENDING_SCRIPT = `
 local out = {}
 for i, key in ipairs(KEYS) do
-  if redis.call('HGET', key, 'status') ~= 'pending' then out[#out + 1] = i end
+  -- pcall: a key that is not a hash (never written by the gateway) is "not pending", not a failed poll.
+  if redis.pcall('HGET', key, 'status') ~= 'pending' then out[#out + 1] = i end
 end
 return out
 `;

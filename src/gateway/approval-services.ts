@@ -12,6 +12,7 @@ import { ApprovalJobs } from '../approvals/jobs.js';
 import { Parking } from '../approvals/parking.js';
 import { formatDuration } from '../approvals/record.js';
 import { ApprovalStore } from '../approvals/store.js';
+import type { InflightCalls } from './inflight.js';
 import type { AuditEvent } from '../audit/event.js';
 import type { GatewayConfig } from '../config/load.js';
 import { newUlid } from '../ids/ulid.js';
@@ -32,6 +33,8 @@ export interface ApprovalServicesOptions {
   audit: (event: AuditEvent) => Promise<void>;
   /** The Slack Web API client, when Slack is configured (see loadSlackApi). */
   slack: SlackApi | undefined;
+  /** Calls in flight (shutdown waits for them): approved executions count from their claim to their end. */
+  inflight: InflightCalls;
 }
 
 /** The Slack Web API client for the configured workspace; its package is only loaded when Slack is configured. */
@@ -113,6 +116,7 @@ export function createApprovalServices(options: ApprovalServicesOptions): Approv
     now,
     progressIntervalMs: config.raw.approvals.progress_interval_ms,
     pollMs: config.raw.approvals.poll_ms,
+    track: (work) => options.inflight.track(work),
   });
   metrics.parkedSource = () => parking.size;
   return { store, events, jobs, desk, parking, processId, executions, ...(slack ? { slack } : {}) };

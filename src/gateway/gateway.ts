@@ -67,6 +67,7 @@ export async function createServices(
   const metrics = new GatewayMetrics();
   // Approval events are written once the services exist (the writer needs them to spool).
   const ref: { services?: GatewayServices } = {};
+  const inflight = new InflightCalls();
   const approvals = createApprovalServices({
     config,
     redis,
@@ -76,6 +77,7 @@ export async function createServices(
     now,
     audit: (event) => (ref.services ? writeAudit(ref.services, event) : Promise.resolve()),
     slack: await loadSlackApi(config, logger, now),
+    inflight,
   });
   const services: GatewayServices = {
     config,
@@ -85,7 +87,7 @@ export async function createServices(
     auditSpool,
     metrics,
     logger,
-    inflight: new InflightCalls(),
+    inflight,
     approvals,
     tasks: new TaskStore(redis, prefix),
     now,
