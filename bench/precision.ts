@@ -68,10 +68,12 @@ export async function startServe(
   const loader = pathToFileURL(path.join(REPO_ROOT, 'node_modules/tsx/dist/loader.mjs')).href;
   const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'warn', ...extraEnv };
   delete env.REDIS_URL; // the config names the shared Redis
+  // Node/V8 flags for the gateway processes (e.g. `--optimize-for-size`, which NODE_OPTIONS does not take).
+  const nodeFlags = (process.env.BENCH_GATEWAY_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
   const args =
     from === 'build'
-      ? [path.join(REPO_ROOT, 'dist/cli/main.js'), 'serve', '--config', configFile]
-      : ['--import', loader, path.join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile];
+      ? [...nodeFlags, path.join(REPO_ROOT, 'dist/cli/main.js'), 'serve', '--config', configFile]
+      : [...nodeFlags, '--import', loader, path.join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile];
   const child: ChildProcess = spawn(process.execPath, args, { cwd: REPO_ROOT, env, stdio: ['ignore', 'ignore', 'pipe'] });
   const stop = stopper(child, 10_000);
   let log = '';

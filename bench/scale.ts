@@ -81,6 +81,8 @@ export interface ScaleResult {
   startedAt: string;
   machine: ReturnType<typeof machineInfo>;
   gateways: number;
+  /** BENCH_GATEWAY_NODE_FLAGS: Node/V8 flags the gateway processes ran with ('' for none). */
+  gatewayNodeFlags: string;
   held: {
     calls: number;
     sessions: number;
@@ -381,6 +383,7 @@ async function main(state: {
     startedAt: started.toISOString(),
     machine: machineInfo(),
     gateways: gateways.length,
+    gatewayNodeFlags: (process.env.BENCH_GATEWAY_NODE_FLAGS ?? '').trim(),
     held: {
       calls: HELD,
       sessions: HELD_SESSIONS,
@@ -425,7 +428,7 @@ function format(r: ScaleResult): string {
   const goal = (rss: number[]): string => (rss.every((v) => v < h.goalRssMbPerProcess) ? 'PASS' : 'MISS');
   const lines = [
     '',
-    `parked calls at scale (two \`countersign serve\` processes from dist/, one redis-server; ${r.machine.cores} cores)`,
+    `parked calls at scale (two \`countersign serve\` processes from dist/${r.gatewayNodeFlags ? ` run with \`node ${r.gatewayNodeFlags}\`` : ''}, one redis-server; ${r.machine.cores} cores)`,
     '',
     `held (wait "hold"): ${h.calls} calls over ${h.sessions} sessions`,
     `  parked in ${h.parkSeconds.toFixed(1)} s (${(h.calls / h.parkSeconds).toFixed(0)} calls/s)`,
