@@ -13,6 +13,16 @@ import type { ParkingRequest } from './parking.js';
 import { ApprovalStore } from './store.js';
 
 const T0 = Date.now();
+
+async function until<T>(probe: () => Promise<T | undefined>, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
 let seq = 0;
 
 describe('Parking: holding requests, and letting them go', () => {
@@ -62,7 +72,7 @@ describe('Parking: holding requests, and letting them go', () => {
       pollMs: 60_000,
     });
 
-  async function parked(): Promise<string> {
+  async function parked(tasked = false): Promise<string> {
     seq += 1;
     const id = `01JPARKINGTEST${String(seq).padStart(12, '0')}`;
     await store.create({
@@ -89,6 +99,7 @@ describe('Parking: holding requests, and letting them go', () => {
         rule: { file: 'p.json', pointer: '/tools/DeleteCluster/action' },
       },
       now: T0,
+      tasked,
     });
     return id;
   }
@@ -175,5 +186,66 @@ describe('Parking: holding requests, and letting them go', () => {
     await store.transition(id, 'reject', { id: 'U1', name: 'alice' }, 'no', Date.now());
     expect(await within(waiting, 2000)).toBe('refused');
     p.close();
+  });
+
+  describe('an approved call runs once, and its result goes to the request waiting for it', () => {
+    const ran =
+      (id: string): ParkingRequest['execute'] =>
+      async () => ({
+        outcome: 'ok',
+        result: { content: [{ type: 'text', text: `ran ${id}` }] },
+      });
+
+    it('a waiting request gets the result, and it is not kept for a retry as well (single use)', async () => {
+      const p = parking();
+      const id = await parked();
+      const waiting = p.wait({ ...request(id, new AbortController().signal), execute: ran(id) });
+      expect(await within(waiting, 300)).toBe('still holding');
+      await store.transition(id, 'approve', { id: 'U1', name: 'alice' }, '', Date.now());
+      const outcome = await waiting;
+      expect(outcome).toEqual({ kind: 'result', result: { content: [{ type: 'text', text: `ran ${id}` }] } });
+      const record = await store.get(id);
+      expect(record).toMatchObject({ execution: 'done', outcome: 'ok', delivered: true });
+      expect(record ? await store.take(record) : 'no record').toBeUndefined();
+      p.close();
+    });
+
+    it('a tasked approval: the waiting request gets the result from memory, and the task keeps it', async () => {
+      const p = parking();
+      const id = await parked(true);
+      const waiting = p.wait({ ...request(id, new AbortController().signal), execute: ran(id) });
+      expect(await within(waiting, 300)).toBe('still holding');
+      await store.transition(id, 'approve', { id: 'U1', name: 'alice' }, '', Date.now());
+      expect(await waiting).toEqual({
+        kind: 'result',
+        result: { content: [{ type: 'text', text: `ran ${id}` }] },
+      });
+      expect(await redis.hget(`${prefix}approval:${id}`, 'taskResult')).toContain(`ran ${id}`);
+      expect(await redis.hget(`${prefix}approval:${id}`, 'delivered')).toBe('1');
+      p.close();
+    });
+
+    it('a client that left while its call ran leaves the result kept for its retry', async () => {
+      const p = parking();
+      const id = await parked();
+      const client = new AbortController();
+      const waiting = p.wait({
+        ...request(id, client.signal),
+        execute: async (record) => {
+          client.abort(); // the client goes away while the approved call runs upstream
+          return ran(id)(record);
+        },
+      });
+      await store.transition(id, 'approve', { id: 'U1', name: 'alice' }, '', Date.now());
+      expect((await waiting).kind).toBe('abandoned');
+      const record = await until(async () => {
+        const r = await store.get(id);
+        return r?.execution === 'done' ? r : undefined;
+      });
+      expect(JSON.parse((await store.take(record)) ?? 'null')).toEqual({
+        content: [{ type: 'text', text: `ran ${id}` }],
+      });
+      p.close();
+    });
   });
 });

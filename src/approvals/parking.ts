@@ -212,23 +212,25 @@ class ParkedCall {
       else this.maybeDispose();
       return;
     }
-    // Recorded as kept for the agent's retry even when requests wait here, and then taken for them (single
-    // use): a request that leaves while the result is being recorded does not take the result with it.
-    const recorded = await recordExecution(this.options, this.options.processId, record, execution, false);
-    this.running = false;
-    if (this.holders.size === 0) return this.dispose();
-    if (!recorded) return this.settle({ kind: 'result', result: execution.result });
-    let taken: string | undefined;
-    try {
-      taken = await this.options.store.take(record);
-    } catch {
-      // Redis gone this instant: hand it over from memory (a retry may be handed the kept copy as well).
-      return this.settle({ kind: 'result', result: execution.result });
+    // A tasked approval keeps its result for the task whatever happens here: requests waiting get it from
+    // memory, recorded as delivered. Otherwise the result is recorded as kept for the agent's retry and then
+    // taken (single use) for the requests still waiting, so that a request that leaves while the result is
+    // being recorded does not take it with it.
+    const handOver = record.tasked && this.holders.size > 0;
+    const recorded = await recordExecution(this.options, this.options.processId, record, execution, handOver);
+    let outcome: WaitOutcome = { kind: 'result', result: execution.result };
+    if (recorded && !handOver && this.holders.size > 0) {
+      try {
+        // Not there: an identical retry (in any process) took it first.
+        if ((await this.options.store.take(record)) === undefined) outcome = { kind: 'consumed', record };
+      } catch {
+        // Redis gone this instant: hand it over from memory (a retry may be handed the kept copy as well).
+      }
     }
-    // Not there: an identical retry (in any process) took it first.
-    this.settle(
-      taken === undefined ? { kind: 'consumed', record } : { kind: 'result', result: execution.result },
-    );
+    // Running until here, so that a shutdown's release does not answer these requests "pending" meanwhile.
+    this.running = false;
+    if (recorded && !handOver && this.holders.size === 0) return this.dispose();
+    this.settle(outcome);
   }
 
   private settle(outcome: WaitOutcome): void {
