@@ -39,9 +39,7 @@ export async function stdio(configFile: string, grantId: string | undefined, log
       done = true;
       // Requests holding for a person have nobody to answer now; their approvals stay parked.
       await services.approvals.parking.releaseHolders();
-      await services.inflight.drained(config.raw.shutdown_grace_ms);
-      // The last answers are sent in the microtasks after their handlers return: let them go out first.
-      await new Promise((resolve) => setImmediate(resolve));
+      await services.inflight.settled(config.raw.shutdown_grace_ms);
       await session.close();
       await closeApprovals(services.approvals);
       await services.auditSpool.close();

@@ -194,14 +194,11 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       // No new approved calls start here; those running finish within the grace period.
       await services.approvals.executions.pause();
       const grace = config.raw.shutdown_grace_ms;
-      const drained = await services.inflight.drained(grace);
-      if (!drained)
+      if (!(await services.inflight.settled(grace)))
         options.logger.warn(
           { inflight: services.inflight.size },
           'grace period over; closing with calls in flight',
         );
-      // The last answers are sent in the microtasks after their handlers return: let them go out first.
-      await new Promise((resolve) => setImmediate(resolve));
       await mcp.close();
       await slackReceiver?.stop();
       await closeApprovals(services.approvals);

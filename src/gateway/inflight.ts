@@ -28,4 +28,19 @@ export class InflightCalls {
       });
     });
   }
+
+  /**
+   * Like drained(), but the count must stay at zero through a turn of the event loop: a call that started
+   * just as the last one ended (a request already read from a socket) is waited for too, and the answers
+   * of the calls that ended, sent in the microtasks after their handlers return, are on their way.
+   * Resolves false when `timeoutMs` passed first.
+   */
+  async settled(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (!(await this.drained(Math.max(0, deadline - Date.now())))) return false;
+      await new Promise((resolve) => setImmediate(resolve));
+      if (this.count === 0) return true;
+    }
+  }
 }
