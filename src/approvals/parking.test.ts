@@ -4,26 +4,23 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
+import { approvalMaker, approvalSpec } from '../../test/support/approval-records.js';
+import { until } from '../../test/support/approvals.js';
 import { connectTestRedis, dropPrefix, testRedisUrl, uniquePrefix } from '../../test/support/redis.js';
 import { silentLogger } from '../log/logger.js';
 import { ApprovalEvents } from './events.js';
 import { ApprovalJobs } from './jobs.js';
 import { Parking } from './parking.js';
-import type { ParkingRequest } from './parking.js';
+import type { ParkingOptions, ParkingRequest } from './parking.js';
 import { ApprovalStore } from './store.js';
 
-const T0 = Date.now();
-
-async function until<T>(probe: () => Promise<T | undefined>, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-let seq = 0;
+const approval = approvalMaker({
+  label: 'PARKINGTEST',
+  tool: 'DeleteCluster',
+  spec: approvalSpec({ timeoutSeconds: 600, wait: 'hold', holdForSeconds: 600 }),
+  now: Date.now(),
+  args: (n) => ({ id: `c${n}` }),
+});
 
 describe('Parking: holding requests, and letting them go', () => {
   let redis: Redis;
@@ -60,7 +57,7 @@ describe('Parking: holding requests, and letting them go', () => {
     subscriber.disconnect();
   });
 
-  const parking = (): Parking =>
+  const parking = (options: Partial<ParkingOptions> = {}): Parking =>
     new Parking({
       store,
       events,
@@ -70,38 +67,13 @@ describe('Parking: holding requests, and letting them go', () => {
       now: Date.now,
       progressIntervalMs: 60_000,
       pollMs: 60_000,
+      ...options,
     });
 
   async function parked(tasked = false): Promise<string> {
-    seq += 1;
-    const id = `01JPARKINGTEST${String(seq).padStart(12, '0')}`;
-    await store.create({
-      id,
-      server: 'aws',
-      tool: 'DeleteCluster',
-      grant: 'bot',
-      argsSha256: `${String(seq).padStart(64, 'a')}`,
-      owner: 'olga',
-      session: 's1',
-      callId: `01JPARKINGCALL${String(seq).padStart(12, '0')}`,
-      args: { id: `c${seq}` },
-      rule: 'p.json#/tools/DeleteCluster/action',
-      message: 'needs approval',
-      spec: {
-        reviewers: ['U1'],
-        quorum: 1,
-        timeoutSeconds: 600,
-        allowSelfApproval: false,
-        maxPending: 100,
-        wait: 'hold',
-        holdForSeconds: 600,
-        secretArgs: [],
-        rule: { file: 'p.json', pointer: '/tools/DeleteCluster/action' },
-      },
-      now: T0,
-      tasked,
-    });
-    return id;
+    const created = approval({ tasked });
+    await store.create(created);
+    return created.id;
   }
 
   const request = (id: string, signal: AbortSignal): ParkingRequest => ({
@@ -170,16 +142,7 @@ describe('Parking: holding requests, and letting them go', () => {
   it('a decision whose pub/sub message never arrives is found by the poll', async () => {
     // Listens on a channel nobody publishes to: only the poll can notice the decision.
     const deaf = new ApprovalEvents(subscriber, `${prefix}nobody-publishes-here`, logger);
-    const p = new Parking({
-      store,
-      events: deaf,
-      jobs,
-      logger,
-      processId: 'p2',
-      now: Date.now,
-      progressIntervalMs: 60_000,
-      pollMs: 200,
-    });
+    const p = parking({ events: deaf, processId: 'p2', pollMs: 200 });
     const id = await parked();
     const waiting = p.wait(request(id, new AbortController().signal));
     expect(await within(waiting, 300)).toBe('still holding');
@@ -196,13 +159,18 @@ describe('Parking: holding requests, and letting them go', () => {
         result: { content: [{ type: 'text', text: `ran ${id}` }] },
       });
 
-    it('a waiting request gets the result, and it is not kept for a retry as well (single use)', async () => {
-      const p = parking();
-      const id = await parked();
+    /** A request holds for a new approval, which is then approved: what the request got. */
+    async function approvedWhileHeld(p: Parking, tasked: boolean): Promise<{ id: string; outcome: unknown }> {
+      const id = await parked(tasked);
       const waiting = p.wait({ ...request(id, new AbortController().signal), execute: ran(id) });
       expect(await within(waiting, 300)).toBe('still holding');
       await store.transition(id, 'approve', { id: 'U1', name: 'alice' }, '', Date.now());
-      const outcome = await waiting;
+      return { id, outcome: await waiting };
+    }
+
+    it('a waiting request gets the result, and it is not kept for a retry as well (single use)', async () => {
+      const p = parking();
+      const { id, outcome } = await approvedWhileHeld(p, false);
       expect(outcome).toEqual({ kind: 'result', result: { content: [{ type: 'text', text: `ran ${id}` }] } });
       const record = await store.get(id);
       expect(record).toMatchObject({ execution: 'done', outcome: 'ok', delivered: true });
@@ -212,11 +180,8 @@ describe('Parking: holding requests, and letting them go', () => {
 
     it('a tasked approval: the waiting request gets the result from memory, and the task keeps it', async () => {
       const p = parking();
-      const id = await parked(true);
-      const waiting = p.wait({ ...request(id, new AbortController().signal), execute: ran(id) });
-      expect(await within(waiting, 300)).toBe('still holding');
-      await store.transition(id, 'approve', { id: 'U1', name: 'alice' }, '', Date.now());
-      expect(await waiting).toEqual({
+      const { id, outcome } = await approvedWhileHeld(p, true);
+      expect(outcome).toEqual({
         kind: 'result',
         result: { content: [{ type: 'text', text: `ran ${id}` }] },
       });
@@ -241,7 +206,7 @@ describe('Parking: holding requests, and letting them go', () => {
       const record = await until(async () => {
         const r = await store.get(id);
         return r?.execution === 'done' ? r : undefined;
-      });
+      }, 5000);
       expect(JSON.parse((await store.take(record)) ?? 'null')).toEqual({
         content: [{ type: 'text', text: `ran ${id}` }],
       });

@@ -1,45 +1,21 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
+import { approvalMaker, approvalSpec } from '../../test/support/approval-records.js';
 import { connectTestRedis, dropPrefix, uniquePrefix } from '../../test/support/redis.js';
 import { silentLogger } from '../log/logger.js';
-import type { ApprovalSpec } from '../policy/types.js';
 import type { ApprovalRecord } from './record.js';
 import { ExecutionRecovery } from './recovery.js';
 import { ApprovalStore } from './store.js';
 import type { NewApproval } from './store.js';
 
-const spec: ApprovalSpec = {
-  reviewers: ['U1'],
-  quorum: 1,
-  timeoutSeconds: 60,
-  allowSelfApproval: false,
-  maxPending: 100,
-  wait: 'return',
-  holdForSeconds: 45,
-  secretArgs: [],
-  rule: { file: 'p.json', pointer: '/tools/t/action' },
-};
-let seq = 0;
 const T0 = Date.now();
-const approval = (extra: Partial<NewApproval> = {}): NewApproval => {
-  seq += 1;
-  return {
-    id: `01JRECOVERY${String(seq).padStart(15, '0')}`,
-    server: 'aws',
-    tool: 'sleep',
-    grant: 'bot',
-    argsSha256: String(seq).padStart(64, '0'),
-    owner: 'olga',
-    session: 's1',
-    callId: `01JRECOVERYCALL${String(seq).padStart(11, '0')}`,
-    args: { n: seq },
-    rule: 'p.json#/tools/t/action',
-    message: 'needs approval',
-    spec,
-    now: T0,
-    ...extra,
-  };
-};
+const approval = approvalMaker({
+  label: 'RECOVERY',
+  tool: 'sleep',
+  spec: approvalSpec(),
+  now: T0,
+  args: (n) => ({ n }),
+});
 const alice = { id: 'U1', name: 'alice' };
 
 describe('ExecutionRecovery (sweep on a real Redis)', () => {

@@ -1,43 +1,20 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
+import { approvalMaker, approvalSpec } from '../../test/support/approval-records.js';
 import { connectTestRedis, dropPrefix, uniquePrefix } from '../../test/support/redis.js';
 import type { ApprovalSpec } from '../policy/types.js';
 import { ApprovalStore } from './store.js';
-import type { NewApproval } from './store.js';
 
-const spec = (extra: Partial<ApprovalSpec> = {}): ApprovalSpec => ({
-  reviewers: ['U1', 'U2', 'U3'],
-  quorum: 1,
-  timeoutSeconds: 60,
-  allowSelfApproval: false,
-  maxPending: 3,
-  wait: 'return',
-  holdForSeconds: 45,
-  secretArgs: [],
-  rule: { file: 'p.json', pointer: '/tools/t/action' },
-  ...extra,
-});
+const spec = (extra: Partial<ApprovalSpec> = {}): ApprovalSpec =>
+  approvalSpec({ reviewers: ['U1', 'U2', 'U3'], maxPending: 3, ...extra });
 const T0 = Date.UTC(2026, 10, 23, 12, 0, 0);
-let seq = 0;
-const approval = (extra: Partial<NewApproval> = {}): NewApproval => {
-  seq += 1;
-  return {
-    id: `01JTESTAPPROVAL${String(seq).padStart(11, '0')}`,
-    server: 'aws',
-    tool: 'CloneContainerToECR',
-    grant: 'bot',
-    argsSha256: `${String(seq).padStart(64, '0')}`,
-    owner: 'olga',
-    session: 's1',
-    callId: `01JTESTCALL${String(seq).padStart(15, '0')}`,
-    args: { repositoryName: `r${seq}` },
-    rule: 'p.json#/tools/t/action',
-    message: 'needs approval',
-    spec: spec(),
-    now: T0,
-    ...extra,
-  };
-};
+const approval = approvalMaker({
+  label: 'TESTAPPROVAL',
+  tool: 'CloneContainerToECR',
+  spec: spec(),
+  now: T0,
+  args: (n) => ({ repositoryName: `r${n}` }),
+});
 const alice = { id: 'U1', name: 'alice' };
 const bob = { id: 'U2', name: 'bob' };
 

@@ -116,10 +116,25 @@ describe('restarts and crashes with parked calls (serve child processes)', () =>
     return client;
   }
 
-  async function killHard(g: ServeProcess): Promise<void> {
-    const exited = new Promise((resolve) => g.child.once('exit', resolve));
-    g.child.kill('SIGKILL');
-    await exited;
+  /** Sends `signal` to a gateway; resolves with its exit code once it has exited. */
+  function stop(g: ServeProcess, signal: 'SIGTERM' | 'SIGKILL'): Promise<number | null> {
+    const exited = new Promise<number | null>((resolve) => g.child.once('exit', resolve));
+    g.child.kill(signal);
+    return exited;
+  }
+
+  /** `count` ListClusters calls at once (ids `<label>-<n>`); each resolves with its answer's text, or error. */
+  function callBurst(agent: Client, label: string, count: number): Promise<string>[] {
+    return Array.from({ length: count }, (_, i) =>
+      agent
+        .callTool({ name: 'ListClusters', arguments: { id: `${label}-${i}` } }, undefined, {
+          timeout: 60_000,
+        })
+        .then(
+          (result) => text(result as CallToolResult),
+          (error: Error) => `error: ${error.message}`,
+        ),
+    );
   }
 
   function asTask(agent: Client, name: string, args: Record<string, unknown>): Promise<CreateTaskResult> {
@@ -161,7 +176,7 @@ describe('restarts and crashes with parked calls (serve child processes)', () =>
     const taskApproval = await postedApprovalId(slack, 'k9-task', 15_000);
     const heldApproval = await postedApprovalId(slack, 'k9-held', 15_000);
 
-    await killHard(a);
+    await stop(a, 'SIGKILL');
 
     const b = await gateway();
     const pending = await api(b.url, '/approvals?status=pending');
@@ -215,7 +230,7 @@ describe('restarts and crashes with parked calls (serve child processes)', () =>
       15_000,
       'both calls to start',
     );
-    await killHard(a);
+    await stop(a, 'SIGKILL');
 
     const b = await gateway();
     const agentB = await agentOf(b);
@@ -271,8 +286,7 @@ describe('restarts and crashes with parked calls (serve child processes)', () =>
     ) as Promise<CallToolResult>;
     const heldId = await postedApprovalId(slack, 'term-held', 15_000);
 
-    const exited = new Promise<number | null>((resolve) => a.child.once('exit', resolve));
-    a.child.kill('SIGTERM');
+    const exited = stop(a, 'SIGTERM');
     const answer = await held;
     expect(text(answer)).toContain(`Approval pending (id ${heldId})`);
     expect(await exited).toBe(0);
@@ -304,20 +318,11 @@ describe('restarts and crashes with parked calls (serve child processes)', () =>
     const since = Date.now();
     const a = await gateway();
     const agent = await agentOf(a, BURST_TOKEN);
-    const burst = 150;
-    const answers = Array.from({ length: burst }, (_, i) =>
-      agent
-        .callTool({ name: 'ListClusters', arguments: { id: `burst-${i}` } }, undefined, { timeout: 60_000 })
-        .then(
-          (result) => text(result as CallToolResult),
-          (error: Error) => `error: ${error.message}`,
-        ),
-    );
+    const answers = callBurst(agent, 'burst', 150);
     // SIGTERM once the first few are parked: the others are still on their way through the gateway.
     await until(async () => ((await requested(since)) >= 5 ? true : undefined), 15_000, 'calls to park');
-    const exited = new Promise<number | null>((resolve) => a.child.once('exit', resolve));
     const stopping = Date.now();
-    a.child.kill('SIGTERM');
+    const exited = stop(a, 'SIGTERM');
     const texts = await Promise.all(answers);
     expect(await exited).toBe(0);
     // Within the grace period (8 s), not at the end of some hold time.
@@ -336,19 +341,13 @@ describe('restarts and crashes with parked calls (serve child processes)', () =>
     const since = Date.now();
     const a = await gateway();
     const agent = await agentOf(a, BURST_TOKEN);
-    const burst = 150;
-    const held = Array.from({ length: burst }, (_, i) =>
-      agent
-        .callTool({ name: 'ListClusters', arguments: { id: `gone-${i}` } }, undefined, { timeout: 60_000 })
-        .catch(() => undefined),
-    );
+    const held = callBurst(agent, 'gone', 150);
     await until(async () => ((await requested(since)) >= 50 ? true : undefined), 15_000, 'calls to park');
     // The client goes away with most calls parked and the rest on their way; the gateway is stopped at once.
     await agent.close();
     await Promise.all(held);
-    const exited = new Promise<number | null>((resolve) => a.child.once('exit', resolve));
     const stopping = Date.now();
-    a.child.kill('SIGTERM');
+    const exited = stop(a, 'SIGTERM');
     expect(await exited).toBe(0);
     expect(Date.now() - stopping).toBeLessThan(8000);
     expect(a.log()).not.toContain('audit write failed');
@@ -375,7 +374,7 @@ describe('restarts and crashes with parked calls (serve child processes)', () =>
       10_000,
       'the Slack message to be recorded',
     );
-    await killHard(a);
+    await stop(a, 'SIGKILL');
     await new Promise((r) => setTimeout(r, 4000)); // past its 3 s timeout, with no process running
 
     const b = await gateway();
