@@ -13,6 +13,7 @@ import { pathToFileURL } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { benchFetch } from './load.js';
+import { gatewayNodeFlags } from './system.js';
 import { EVERYTHING_ENTRY, REPO_ROOT, stopper } from './upstream.js';
 
 export const PRECISION_POLICY = {
@@ -68,8 +69,7 @@ export async function startServe(
   const loader = pathToFileURL(path.join(REPO_ROOT, 'node_modules/tsx/dist/loader.mjs')).href;
   const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'warn', ...extraEnv };
   delete env.REDIS_URL; // the config names the shared Redis
-  // Node/V8 flags for the gateway processes (e.g. `--optimize-for-size`, which NODE_OPTIONS does not take).
-  const nodeFlags = (process.env.BENCH_GATEWAY_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
+  const nodeFlags = gatewayNodeFlags();
   const args =
     from === 'build'
       ? [...nodeFlags, path.join(REPO_ROOT, 'dist/cli/main.js'), 'serve', '--config', configFile]

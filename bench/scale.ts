@@ -34,7 +34,7 @@ import { redisMb, rssMb } from './approvals.js';
 import { benchFetch } from './load.js';
 import { startServe } from './precision.js';
 import type { ServeProcess } from './precision.js';
-import { envNumber, machineInfo } from './system.js';
+import { envNumber, gatewayNodeFlags, machineInfo } from './system.js';
 import { EVERYTHING_ENTRY, REPO_ROOT } from './upstream.js';
 
 const HELD = Math.floor(envNumber('BENCH_HELD', 10_000));
@@ -383,7 +383,7 @@ async function main(state: {
     startedAt: started.toISOString(),
     machine: machineInfo(),
     gateways: gateways.length,
-    gatewayNodeFlags: (process.env.BENCH_GATEWAY_NODE_FLAGS ?? '').trim(),
+    gatewayNodeFlags: gatewayNodeFlags().join(' '),
     held: {
       calls: HELD,
       sessions: HELD_SESSIONS,

@@ -25,3 +25,11 @@ export function envNumber(name: string, fallback: number): number {
   const value = Number(process.env[name]);
   return Number.isFinite(value) && value > 0 ? value : fallback;
 }
+
+/**
+ * BENCH_GATEWAY_NODE_FLAGS: Node/V8 flags for the `countersign serve` processes the bench starts (e.g.
+ * `--optimize-for-size`, which NODE_OPTIONS does not take); none by default.
+ */
+export function gatewayNodeFlags(): string[] {
+  return (process.env.BENCH_GATEWAY_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
+}

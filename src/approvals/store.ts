@@ -197,9 +197,9 @@ export class ApprovalStore {
   async notPending(ids: readonly string[]): Promise<string[]> {
     const out: string[] = [];
     for (let start = 0; start < ids.length; start += NOT_PENDING_BATCH) {
-      const batch = ids.slice(start, start + NOT_PENDING_BATCH);
-      const valid = batch.filter((id) => APPROVAL_ID.test(id));
-      for (const id of batch) if (!APPROVAL_ID.test(id)) out.push(id);
+      const valid: string[] = [];
+      for (const id of ids.slice(start, start + NOT_PENDING_BATCH))
+        (APPROVAL_ID.test(id) ? valid : out).push(id);
       if (valid.length === 0) continue;
       const positions = (await guarded(() =>
         notPendingScript.run(
