@@ -84,6 +84,49 @@ describe('bearer-token brute force', () => {
   });
 });
 
+describe('bearer-token brute force spread over two replicas', () => {
+  it('counts wrong tokens in the shared Redis: guesses spread over two gateways are locked out together, and audited once', async () => {
+    const config = {
+      servers: { toy: toyServer('p.json') },
+      grants: [
+        { id: 'a', owner: 'alice', token_sha256: createHash('sha256').update('right-token').digest('hex') },
+      ],
+      http: { auth_failures: { max: 3, window_seconds: 3600 } },
+    };
+    const policies = { 'p.json': { version: '1', default: 'allow' } };
+    const first = await startTestGateway({ policies, config });
+    // The second replica shares the first one's Redis keys, as replicas behind one load balancer do.
+    const second = await startTestGateway({
+      policies,
+      config: { ...config, redis: { prefix: first.prefix } },
+    });
+    try {
+      const address = '127.0.0.5';
+      expect((await post(first.url, 'guess-0', address)).status).toBe(401);
+      expect((await post(second.url, 'guess-1', address)).status).toBe(401);
+      expect((await post(first.url, 'guess-2', address)).status).toBe(401);
+      // The second replica has seen two wrong tokens from this address, the two together four: locked out.
+      const fourth = await post(second.url, 'guess-3', address);
+      expect(fourth.status).toBe(429);
+      expect(Number(fourth.retryAfter)).toBeGreaterThan(0);
+      expect((await post(second.url, 'right-token', address)).status).toBe(429);
+      expect((await post(first.url, 'guess-4', address)).status).toBe(429);
+      expect((await post(first.url, 'right-token', address)).status).toBe(429);
+      expect((await post(first.url, 'right-token', '127.0.0.6')).status).toBe(200);
+
+      const redis = await connectTestRedis();
+      const events = await new AuditLog({ redis, prefix: first.prefix }).query({ type: 'auth' });
+      redis.disconnect();
+      expect(
+        events.filter((e) => e.reason === 'auth_locked_out' && e.message?.includes(address)),
+      ).toHaveLength(1);
+    } finally {
+      await second.stop();
+      await first.stop();
+    }
+  });
+});
+
 describe('bearer-token brute force behind a trusted reverse proxy', () => {
   it('locks out the forwarded client address, not the proxy', async () => {
     const gateway = await startTestGateway({

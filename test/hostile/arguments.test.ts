@@ -115,11 +115,16 @@ describe('hostile tool-call arguments', () => {
     return outcomeOf(await session.post(sent), sent);
   }
 
-  async function decisionEvents(): Promise<number> {
+  /** Decision events in the trail (only denials with this reason, when one is given). */
+  async function decisionEvents(reason?: string): Promise<number> {
     const redis = await connectTestRedis();
     try {
-      return (
-        await new AuditLog({ redis, prefix: gateway.prefix }).query({ type: 'decision', limit: 1_000_000 })
+      const events = await new AuditLog({ redis, prefix: gateway.prefix }).query({
+        type: 'decision',
+        limit: 1_000_000,
+      });
+      return events.filter(
+        (event) => reason === undefined || (event.reason === reason && event.decision === 'deny'),
       ).length;
     } finally {
       redis.disconnect();
@@ -132,8 +137,9 @@ describe('hostile tool-call arguments', () => {
     return Number(outcome.text);
   }
 
-  it('refuses arguments one byte over max_argument_bytes and forwards them at exactly the limit', async () => {
+  it('refuses arguments one byte over max_argument_bytes, audited, and forwards them at exactly the limit', async () => {
     const before = await upstreamCalls(toy);
+    const auditedBefore = await decisionEvents('arguments_too_large');
     const exact = JSON.stringify({ id: 'x'.repeat(MAX_ARGUMENT_BYTES - '{"id":""}'.length) });
     expect(Buffer.byteLength(exact)).toBe(MAX_ARGUMENT_BYTES);
     expect((await call(toy, 'DescribeCluster', exact)).kind).toBe('result');
@@ -155,6 +161,8 @@ describe('hostile tool-call arguments', () => {
     });
 
     expect((await upstreamCalls(toy)) - before).toBe(1);
+    // Both refusals are in the audit trail as denials.
+    expect((await decisionEvents('arguments_too_large')) - auditedBefore).toBe(2);
   });
 
   const deep: Record<string, string> = {
