@@ -21,6 +21,7 @@ import type {
 import type { z } from 'zod';
 import type { ServerEntry } from '../config/load.js';
 import { isStdioServer } from '../config/schema.js';
+import { createUpstreamFetch } from './http-fetch.js';
 import type { Logger } from '../log/logger.js';
 
 /** What an upstream server sends that is not a reply: relayed to the downstream client of this session. */
@@ -135,7 +136,7 @@ export class UpstreamConnection {
     }
     try {
       await this.connectWith(
-        () => new StreamableHTTPClientTransport(url, { requestInit, fetch: fetchWithSharedSignal }),
+        () => new StreamableHTTPClientTransport(url, { requestInit, fetch: upstreamFetch }),
       );
     } catch (error) {
       if (config.transport === 'streamable-http') throw error;
@@ -300,10 +301,14 @@ export class UpstreamConnection {
   }
 }
 
+/** Every Streamable HTTP upstream request of this process: one keep-alive connection pool per scheme. */
+const upstreamFetch = createUpstreamFetch();
+
 /**
- * The SDK's HTTP client transports pass one long-lived AbortSignal to every fetch, and fetch keeps its
- * abort listener until the request is garbage-collected: under load Node warns of a listener leak on
- * every call. The listeners are released; only the warning threshold is lifted for that signal.
+ * For the legacy SSE transport (undici's fetch). The SDK's HTTP client transports pass one long-lived
+ * AbortSignal to every fetch, and undici keeps its abort listener until the request is garbage-collected:
+ * under load Node warns of a listener leak on every call. The listeners are released; only the warning
+ * threshold is lifted for that signal. (`upstreamFetch` listens only while a request runs.)
  */
 const fetchWithSharedSignal: typeof fetch = (input, init) => {
   if (init?.signal) setMaxListeners(0, init.signal);
