@@ -89,6 +89,11 @@ describe('createUpstreamFetch', () => {
         res.on('close', () => closedEarly.open());
       },
       '/moved': (_req, res) => res.writeHead(307, { location: '/echo' }).end(),
+      '/repeated': (req, res) => {
+        res.setHeader('content-type', ['application/json', 'text/event-stream']);
+        res.setHeader('x-agent', req.headers['user-agent'] ?? '(none)');
+        res.end('{}');
+      },
     });
   });
   afterAll(async () => {
@@ -140,22 +145,49 @@ describe('createUpstreamFetch', () => {
     expect(empty.body).toBeNull();
   });
 
-  it('reuses one keep-alive connection for requests one after another', async () => {
+  it('reuses one keep-alive connection for requests one after another, also after a cancelled 202', async () => {
     const before = server.connections();
+    for (let i = 0; i < 5; i++) {
+      // What the SDK does with the answer to every notification.
+      await (await upstreamFetch(`${server.url}/accepted`, { method: 'POST', body: '{}' })).body?.cancel();
+    }
     for (let i = 0; i < 20; i++)
       await (await upstreamFetch(`${server.url}/echo`, { method: 'POST', body: '{}' })).text();
     expect(server.connections() - before).toBeLessThanOrEqual(1);
   });
 
-  it('listens to a shared abort signal only while a request runs', async () => {
+  it('keeps a repeated response header (joined, as undici does) and sends a User-Agent', async () => {
+    const response = await upstreamFetch(`${server.url}/repeated`);
+    expect(response.headers.get('content-type')).toBe('application/json, text/event-stream');
+    expect(response.headers.get('x-agent')).toBe('countersign');
+    const named = await upstreamFetch(`${server.url}/repeated`, { headers: { 'user-agent': 'mine' } });
+    expect(named.headers.get('x-agent')).toBe('mine');
+  });
+
+  it('listens to a shared abort signal only while a request runs, without a listener-leak warning', async () => {
+    const warnings: string[] = [];
+    const onWarning = (warning: Error): void => {
+      warnings.push(warning.name);
+    };
+    process.on('warning', onWarning);
     const shared = new AbortController();
     for (let i = 0; i < 50; i++) {
       await (
         await upstreamFetch(`${server.url}/echo`, { method: 'POST', body: '{}', signal: shared.signal })
       ).text();
     }
+    // The SDK sends every request of a session with the same signal: many at once.
+    await Promise.all(
+      Array.from({ length: 30 }, async () =>
+        (
+          await upstreamFetch(`${server.url}/echo`, { method: 'POST', body: '{}', signal: shared.signal })
+        ).text(),
+      ),
+    );
     await new Promise((resolve) => setImmediate(resolve));
+    process.off('warning', onWarning);
     expect(getEventListeners(shared.signal, 'abort')).toHaveLength(0);
+    expect(warnings).not.toContain('MaxListenersExceededWarning');
   });
 
   it('rejects with the abort reason when aborted before the answer, and closes the request', async () => {
@@ -222,8 +254,42 @@ describe('createUpstreamFetch', () => {
     );
     await withFallback(`${server.url}/echo`, { method: 'POST', body: new URLSearchParams({ a: '1' }) });
     await withFallback(new Request(`${server.url}/echo`));
-    expect(handed).toEqual([`POST ${server.url}/moved`, `POST ${server.url}/echo`, `GET ${server.url}/echo`]);
+    // undici refuses these two; Node would send credentials from the URL, and a malformed request.
+    const withUser = server.url.replace('http://', 'http://user:secret@');
+    await withFallback(`${withUser}/echo`, { method: 'POST', body: '{}' });
+    await withFallback(`${server.url}/echo`, {
+      method: 'POST',
+      body: '{}',
+      headers: { 'transfer-encoding': 'chunked' },
+    });
+    expect(handed).toEqual([
+      `POST ${server.url}/moved`,
+      `POST ${server.url}/echo`,
+      `GET ${server.url}/echo`,
+      `POST ${withUser}/echo`,
+      `POST ${server.url}/echo`,
+    ]);
   });
+});
+
+describe('createUpstreamFetch and a server that closes idle connections', () => {
+  it("lets a pooled connection go a second before the server's announced keep-alive timeout", async () => {
+    const server = await startServer({ '/echo': (_req, res) => res.end('ok') });
+    const upstreamFetch = createUpstreamFetch();
+    try {
+      // A Node server closes idle connections after 5 s and says so (Keep-Alive: timeout=5): the client
+      // must not send on one at 4.5 s, when the server may close it at any moment.
+      await (await upstreamFetch(`${server.url}/echo`)).text();
+      const before = server.connections();
+      await (await upstreamFetch(`${server.url}/echo`)).text();
+      expect(server.connections()).toBe(before); // reused while young
+      await new Promise((resolve) => setTimeout(resolve, 4_300));
+      expect(await (await upstreamFetch(`${server.url}/echo`)).text()).toBe('ok');
+      expect(server.connections()).toBe(before + 1); // a new one: the old one was let go at 4 s
+    } finally {
+      await server.close();
+    }
+  }, 15_000);
 });
 
 describe('createUpstreamFetch over https', () => {
