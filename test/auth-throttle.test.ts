@@ -47,18 +47,25 @@ function sendFrom(
 const post = (url: string, token: string, localAddress: string) =>
   sendFrom(url, localAddress, { method: 'POST', path: '/mcp', token, body: initialize });
 
+/** A gateway in front of the toy server that allows every call, with one grant whose token is "right-token". */
+function allowAll(http: Record<string, unknown>) {
+  return {
+    policies: { 'p.json': { version: '1', default: 'allow' } },
+    config: {
+      servers: { toy: toyServer('p.json') },
+      grants: [
+        { id: 'a', owner: 'alice', token_sha256: createHash('sha256').update('right-token').digest('hex') },
+      ],
+      http,
+    },
+  };
+}
+
 describe('bearer-token brute force', () => {
   let gateway: TestGateway;
   beforeAll(async () => {
     gateway = await startTestGateway({
-      policies: { 'p.json': { version: '1', default: 'allow' } },
-      config: {
-        servers: { toy: toyServer('p.json') },
-        grants: [
-          { id: 'a', owner: 'alice', token_sha256: createHash('sha256').update('right-token').digest('hex') },
-        ],
-        http: { auth_failures: { max: 3, window_seconds: 3600 } },
-      },
+      ...allowAll({ auth_failures: { max: 3, window_seconds: 3600 } }),
     });
   });
   afterAll(async () => {
@@ -86,19 +93,12 @@ describe('bearer-token brute force', () => {
 
 describe('bearer-token brute force spread over two replicas', () => {
   it('counts wrong tokens in the shared Redis: guesses spread over two gateways are locked out together, and audited once', async () => {
-    const config = {
-      servers: { toy: toyServer('p.json') },
-      grants: [
-        { id: 'a', owner: 'alice', token_sha256: createHash('sha256').update('right-token').digest('hex') },
-      ],
-      http: { auth_failures: { max: 3, window_seconds: 3600 } },
-    };
-    const policies = { 'p.json': { version: '1', default: 'allow' } };
-    const first = await startTestGateway({ policies, config });
+    const options = allowAll({ auth_failures: { max: 3, window_seconds: 3600 } });
+    const first = await startTestGateway(options);
     // The second replica shares the first one's Redis keys, as replicas behind one load balancer do.
     const second = await startTestGateway({
-      policies,
-      config: { ...config, redis: { prefix: first.prefix } },
+      ...options,
+      config: { ...options.config, redis: { prefix: first.prefix } },
     });
     try {
       const address = '127.0.0.5';
@@ -130,14 +130,7 @@ describe('bearer-token brute force spread over two replicas', () => {
 describe('bearer-token brute force behind a trusted reverse proxy', () => {
   it('locks out the forwarded client address, not the proxy', async () => {
     const gateway = await startTestGateway({
-      policies: { 'p.json': { version: '1', default: 'allow' } },
-      config: {
-        servers: { toy: toyServer('p.json') },
-        grants: [
-          { id: 'a', owner: 'alice', token_sha256: createHash('sha256').update('right-token').digest('hex') },
-        ],
-        http: { auth_failures: { max: 2, window_seconds: 3600 }, trusted_proxies: ['127.0.0.1'] },
-      },
+      ...allowAll({ auth_failures: { max: 2, window_seconds: 3600 }, trusted_proxies: ['127.0.0.1'] }),
     });
     const send = (token: string, client: string) =>
       fetch(`${gateway.url}/mcp`, {
@@ -173,14 +166,7 @@ describe('admin-token brute force on the approvals API', () => {
   let gateway: TestGateway;
   beforeAll(async () => {
     gateway = await startTestGateway({
-      policies: { 'p.json': { version: '1', default: 'allow' } },
-      config: {
-        servers: { toy: toyServer('p.json') },
-        grants: [
-          { id: 'a', owner: 'alice', token_sha256: createHash('sha256').update('right-token').digest('hex') },
-        ],
-        http: { auth_failures: { max: 3, window_seconds: 3600 } },
-      },
+      ...allowAll({ auth_failures: { max: 3, window_seconds: 3600 } }),
       env: { COUNTERSIGN_ADMIN_TOKEN: ADMIN },
     });
   });

@@ -7,9 +7,9 @@ import https from 'node:https';
  * by default before headers and between body chunks. A call may run longer; it just has to send something
  * (an SSE response's keep-alives) or its `timeout_ms` ends it first.
  */
-export const UPSTREAM_IDLE_TIMEOUT_MS = 300_000;
+const UPSTREAM_IDLE_TIMEOUT_MS = 300_000;
 /** How long opening a connection may take, as undici's `fetch` allows by default. */
-export const UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
+const UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
 /**
  * How long an idle pooled connection is kept, as undici does (or less: a second under what the server's
  * `Keep-Alive: timeout=…` announces), so that the server closing it does not meet a request on its way.
