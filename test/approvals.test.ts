@@ -80,7 +80,7 @@ describe('human approval through Slack', () => {
       config: {
         servers: { aws: toyServer('aws.json', { env: { TOY_CALL_LOG: log } }) },
         grants: [{ id: 'deploy-bot', owner: OWNER_EMAIL, token_sha256: sha(AGENT_TOKEN) }],
-        approvals: { progress_interval_ms: 200, poll_ms: 500 },
+        approvals: { progress_interval_ms: 200, poll_ms: 500, used_answer_ms: 1000 },
       },
       env: slackEnv(slack.apiUrl),
     });
@@ -351,7 +351,12 @@ describe('human approval through Slack', () => {
     const outcome = await call('DescribeCluster', { id: 'retry-me' });
     expect(outcome.isError).toBeFalsy();
     expect(text(outcome)).toContain('"tool":"DescribeCluster"');
-    // Single use: the next identical call asks for a new approval.
+    // Single use: an identical call right after is told the result was delivered (nothing runs again) ...
+    const used = await call('DescribeCluster', { id: 'retry-me' });
+    expect(used.isError).toBe(true);
+    expect(text(used)).toContain(`approval ${String(info.id)} was already used`);
+    // ... and once `used_answer_ms` is over, the next identical call asks for a new approval.
+    await new Promise((resolve) => setTimeout(resolve, 1100));
     const fresh = await call('DescribeCluster', { id: 'retry-me' });
     expect(text(fresh)).toMatch(/^Approval pending/);
     expect(meta(fresh, 'countersign/approval').id).not.toBe(info.id);

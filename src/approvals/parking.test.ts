@@ -178,15 +178,26 @@ describe('Parking: holding requests, and letting them go', () => {
       p.close();
     });
 
-    it('a tasked approval: the waiting request gets the result from memory, and the task keeps it', async () => {
+    it("a tasked approval: the result is the task's alone; a request waiting as well is told it was used", async () => {
       const p = parking();
       const { id, outcome } = await approvedWhileHeld(p, true);
-      expect(outcome).toEqual({
-        kind: 'result',
-        result: { content: [{ type: 'text', text: `ran ${id}` }] },
-      });
+      expect(outcome.kind).toBe('consumed');
       expect(await redis.hget(`${prefix}approval:${id}`, 'taskResult')).toContain(`ran ${id}`);
-      expect(await redis.hget(`${prefix}approval:${id}`, 'delivered')).toBe('1');
+      // Not kept for a retry either: single use.
+      expect(await redis.hget(`${prefix}approval:${id}`, 'result')).toBeNull();
+      p.close();
+    });
+
+    it('several requests holding for one approval: one gets the result, the others are told it was used', async () => {
+      const p = parking();
+      const id = await parked();
+      const waiting = [1, 2, 3].map(() =>
+        p.wait({ ...request(id, new AbortController().signal), execute: ran(id) }),
+      );
+      await store.transition(id, 'approve', { id: 'U1', name: 'alice' }, '', Date.now());
+      const outcomes = await Promise.all(waiting);
+      expect(outcomes.filter((o) => o.kind === 'result')).toHaveLength(1);
+      expect(outcomes.filter((o) => o.kind === 'consumed')).toHaveLength(2);
       p.close();
     });
 

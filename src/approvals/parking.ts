@@ -173,7 +173,7 @@ class ParkedCall {
     }
     if (kept) {
       try {
-        return this.settle({ kind: 'result', result: JSON.parse(kept) as CallToolResult });
+        return this.settle({ kind: 'result', result: JSON.parse(kept) as CallToolResult }, record);
       } catch {
         // fall through: an unreadable kept result is reported as consumed
       }
@@ -212,29 +212,38 @@ class ParkedCall {
       else this.maybeDispose();
       return;
     }
-    // A tasked approval keeps its result for the task whatever happens here: requests waiting get it from
-    // memory, recorded as delivered. Otherwise the result is recorded as kept for the agent's retry and then
-    // taken (single use) for the requests still waiting, so that a request that leaves while the result is
-    // being recorded does not take it with it.
-    const handOver = record.tasked && this.holders.size > 0;
-    const recorded = await recordExecution(this.options, this.options.processId, record, execution, handOver);
-    let outcome: WaitOutcome = { kind: 'result', result: execution.result };
-    if (recorded && !handOver && this.holders.size > 0) {
+    // Single use: the result goes to exactly one request. A tasked approval's result belongs to its task (kept
+    // for it by FINISH; requests waiting here are told it was delivered). Otherwise it is recorded as kept
+    // for the agent's retry and then taken (one atomic step) for one request still waiting, so that a request
+    // that leaves while the result is being recorded does not take it with it, and an identical retry held in
+    // another process can take it at most instead of this one.
+    const recorded = await recordExecution(this.options, this.options.processId, record, execution, false);
+    let outcome: WaitOutcome = { kind: 'consumed', record };
+    if (recorded && this.holders.size > 0) {
       try {
-        // Not there: an identical retry (in any process) took it first.
-        if ((await this.options.store.take(record)) === undefined) outcome = { kind: 'consumed', record };
+        const kept = await this.options.store.take(record);
+        // Not there: a task owns it, or an identical retry (in any process) took it first.
+        if (kept !== undefined) outcome = { kind: 'result', result: execution.result };
       } catch {
-        // Redis gone this instant: hand it over from memory (a retry may be handed the kept copy as well).
+        // Redis gone this instant: the result stays kept, and the agent's retry takes it once Redis is back.
+        outcome = { kind: 'unavailable' };
       }
     }
     // Running until here, so that a shutdown's release does not answer these requests "pending" meanwhile.
     this.running = false;
-    if (recorded && !handOver && this.holders.size === 0) return this.dispose();
-    this.settle(outcome);
+    if (recorded && this.holders.size === 0) return this.dispose();
+    this.settle(outcome, record);
   }
 
-  private settle(outcome: WaitOutcome): void {
-    for (const holder of [...this.holders]) holder.deliver(outcome);
+  /** Answers every holder. A result is handed to one of them (the first to hold); the others are told it was used. */
+  private settle(outcome: WaitOutcome, record?: ApprovalRecord): void {
+    let first = true;
+    for (const holder of [...this.holders]) {
+      if (outcome.kind === 'result' && !first) {
+        holder.deliver(record ? { kind: 'consumed', record } : { kind: 'gone' });
+      } else holder.deliver(outcome);
+      first = false;
+    }
     this.holders.clear();
     this.dispose();
   }

@@ -49,6 +49,8 @@ export interface ApprovalRecord {
   tasked: boolean;
   /** The execution's result kept for tasks (read as often as asked, unlike `result`). */
   taskResult?: string;
+  /** The task the result belongs to (the first task that waited for this approval): single use. */
+  resultTask?: string;
   /** The process that claimed the execution. */
   executor?: string;
   executionStartedAt?: number;
@@ -133,6 +135,7 @@ const storedSchema = z.object({
     .optional()
     .transform((v) => v === '1'),
   taskResult: z.string().optional(),
+  resultTask: optionalText,
   executor: optionalText,
   executionStartedAt: optionalText.transform((v) => (v === undefined ? undefined : Number(v))),
   executionEndedAt: optionalText.transform((v) => (v === undefined ? undefined : Number(v))),

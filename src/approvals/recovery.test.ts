@@ -75,9 +75,9 @@ describe('ExecutionRecovery (sweep on a real Redis)', () => {
     expect(interrupted.map((r) => r.id)).toEqual([orphan]);
     const record = await store.get(orphan);
     expect(record).toMatchObject({ execution: 'interrupted', outcome: 'interrupted' });
-    // Kept for the retry (single use) and for tasks (repeatable).
+    // Kept for the task that waits for it (repeatable for that task); a retry cannot take it as well.
     expect(record?.taskResult).toContain(`interrupted ${orphan}`);
-    expect(await store.take(record as ApprovalRecord)).toContain(`interrupted ${orphan}`);
+    expect(await store.take(record as ApprovalRecord)).toBeUndefined();
     // Fenced: if the "dead" claimant was only cut off and finishes after all, nothing changes.
     expect(
       await store.finish(record as ApprovalRecord, 'dead-process', 'done', 'ok', Date.now(), '{}', false),

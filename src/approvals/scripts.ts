@@ -58,6 +58,8 @@ return { 0, ARGV[4] }
  *   KEYS[6] binding (a task reports a rejection, expiry or cancellation itself: the binding ends with it)
  *   ARGV[1] verdict: approve | reject | cancel | expire   ARGV[2] reviewer id  ARGV[3] reviewer name
  *   ARGV[4] reason (may be empty)  ARGV[5] now (ms)  ARGV[6] events channel  ARGV[7] id
+ *   ARGV[8] voter key: the person an approve vote counts for (so one person counts once whatever identifier
+ *           they voted under); defaults to ARGV[2]
  * Returns
  *   { 0, status }                         decided now (approved, rejected, expired or cancelled)
  *   { 1, votes }                          approval vote counted, quorum not reached yet
@@ -95,7 +97,7 @@ if now >= expiresAt then
 end
 if verdict == 'expire' then return { -4 } end
 if verdict == 'approve' then
-  if redis.call('SADD', KEYS[2], ARGV[2]) == 0 then return { -3, redis.call('SCARD', KEYS[2]) } end
+  if redis.call('SADD', KEYS[2], ARGV[8] or ARGV[2]) == 0 then return { -3, redis.call('SCARD', KEYS[2]) } end
   redis.call('EXPIRE', KEYS[2], redis.call('TTL', KEYS[1]))
   local votes = redis.call('SCARD', KEYS[2])
   redis.call('HSET', KEYS[1], 'votes', votes)
@@ -182,11 +184,13 @@ if s[1] ~= 'running' or s[2] ~= ARGV[1] then
   return 0
 end
 if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'execution', 'interrupted', 'outcome', 'interrupted', 'executionEndedAt', ARGV[2],
-  'result', ARGV[3])
+redis.call('HSET', KEYS[1], 'execution', 'interrupted', 'outcome', 'interrupted', 'executionEndedAt', ARGV[2])
 if s[3] == '1' then
+  -- A task waits for it: the news is the task's alone.
   redis.call('HSET', KEYS[1], 'taskResult', ARGV[3])
   if redis.call('GET', KEYS[4]) == ARGV[5] then redis.call('DEL', KEYS[4]) end
+else
+  redis.call('HSET', KEYS[1], 'result', ARGV[3])
 end
 redis.call('SREM', KEYS[2], ARGV[5])
 redis.call('PUBLISH', ARGV[4], ARGV[5])
@@ -247,18 +251,34 @@ return 1
 `;
 
 /**
- * take — hand a kept result to the agent's identical retry, once. Guarantee: single use; after it the
- * binding is gone, so the next identical call asks for a new approval.
- *   KEYS[1] record  KEYS[2] binding  ARGV[1] id
+ * own result — a task claims an approval's result for itself. Guarantee: single use across tasks: the first
+ * task that claims it owns it (every later one is told it went to that task); claiming again is harmless.
+ *   KEYS[1] record   ARGV[1] task id
+ * Returns the owning task id ('' when the approval is gone).
+ */
+export const OWN_RESULT_SCRIPT = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return '' end
+redis.call('HSETNX', KEYS[1], 'resultTask', ARGV[1])
+return redis.call('HGET', KEYS[1], 'resultTask')
+`;
+
+/**
+ * take — hand a kept result to the agent's identical retry, once. Guarantee: single use. Nothing is handed
+ * out when no result is kept, or when a task waits for the approval (its result is the task's alone). The
+ * binding stays for ARGV[2] seconds more, so that identical retries racing this one are told the result was
+ * delivered (rather than a person being asked again at once); then the next identical call asks anew.
+ *   KEYS[1] record  KEYS[2] binding  ARGV[1] id  ARGV[2] seconds the binding stays (0: ended now)
  * Returns the result JSON, or false when there is none (not finished, or already taken).
  */
 export const TAKE_SCRIPT = `
-local s = redis.call('HMGET', KEYS[1], 'execution', 'delivered', 'result')
-if (s[1] ~= 'done' and s[1] ~= 'interrupted') or s[2] == '1' then return false end
+local s = redis.call('HMGET', KEYS[1], 'execution', 'delivered', 'result', 'tasked')
+if (s[1] ~= 'done' and s[1] ~= 'interrupted') or s[2] == '1' or not s[3] or s[4] == '1' then return false end
 redis.call('HSET', KEYS[1], 'delivered', '1')
 redis.call('HDEL', KEYS[1], 'result')
-if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
-return s[3] or ''
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  if tonumber(ARGV[2]) > 0 then redis.call('EXPIRE', KEYS[2], ARGV[2]) else redis.call('DEL', KEYS[2]) end
+end
+return s[3]
 `;
 
 /**

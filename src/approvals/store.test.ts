@@ -163,6 +163,40 @@ describe('ApprovalStore (Lua state machine on a real Redis)', () => {
     expect(await store.findBound(a)).toBeUndefined();
   });
 
+  it('with a used-answer window, the binding outlives the hand-over for that long, and nothing is handed twice', async () => {
+    const windowed = new ApprovalStore(redis, prefix, 30);
+    const a = approval({ grant: 'g-take-window' });
+    await windowed.create(a);
+    await windowed.transition(a.id, 'approve', alice, '', T0 + 1);
+    await windowed.claim(a.id, 'p1', T0 + 2);
+    const record = await windowed.get(a.id);
+    if (!record) throw new Error('record missing');
+    await windowed.finish(record, 'p1', 'done', 'ok', T0 + 3, '{"content":[]}', false);
+    expect(await windowed.take(record)).toBe('{"content":[]}');
+    // Identical retries still find the used approval (and are told so), for the window only.
+    expect((await windowed.findBound(a))?.delivered).toBe(true);
+    const ttl = await redis.ttl(windowed.binding(a));
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(30);
+    expect(await windowed.take(record)).toBeUndefined();
+  });
+
+  it('a result is never taken by a retry when a task waits for the approval, nor when none was kept', async () => {
+    const a = approval({ grant: 'g-take-tasked' });
+    await store.create({ ...a, tasked: true });
+    await store.transition(a.id, 'approve', alice, '', T0 + 1);
+    await store.claim(a.id, 'p1', T0 + 2);
+    const record = await store.get(a.id);
+    if (!record) throw new Error('record missing');
+    await store.finish(record, 'p1', 'done', 'ok', T0 + 3, '{"content":[]}', false);
+    expect(await store.take(record)).toBeUndefined();
+    expect((await store.get(a.id))?.taskResult).toBe('{"content":[]}');
+    // The first task to claim the result owns it; a second task is told which one did.
+    expect(await store.ownResult(a.id, 'task-1')).toBe('task-1');
+    expect(await store.ownResult(a.id, 'task-2')).toBe('task-1');
+    expect(await store.ownResult('01JTESTNOSUCHAPPROVAL000000', 'task-3')).toBeUndefined();
+  });
+
   it('status(): the one field waiters poll, pending until a decision, undefined for no record', async () => {
     const a = approval({ grant: 'g-status' });
     await store.create(a);

@@ -13,6 +13,7 @@ import {
   START_SCRIPT,
   TAKE_SCRIPT,
   NOT_PENDING_SCRIPT,
+  OWN_RESULT_SCRIPT,
   TRANSITION_SCRIPT,
   UNBIND_SCRIPT,
   UNCLAIM_SCRIPT,
@@ -33,6 +34,7 @@ const unclaimScript = new LuaScript(UNCLAIM_SCRIPT);
 const interruptScript = new LuaScript(INTERRUPT_SCRIPT);
 const attachTaskScript = new LuaScript(ATTACH_TASK_SCRIPT);
 const startScript = new LuaScript(START_SCRIPT);
+const ownResultScript = new LuaScript(OWN_RESULT_SCRIPT);
 
 /** How long a decided approval (and a kept result) stays readable after its expiry time. */
 export const KEEP_AFTER_EXPIRY_SECONDS = 24 * 3600;
@@ -95,9 +97,14 @@ async function guarded<T>(work: () => Promise<T>): Promise<T> {
 export class ApprovalStore {
   readonly eventsChannel: string;
 
+  /**
+   * @param usedAnswerSeconds after a kept result is handed out, identical calls are told it was delivered for
+   * this long before one asks a person again (0: at once).
+   */
   constructor(
     private readonly redis: Redis,
     private readonly prefix: string,
+    private readonly usedAnswerSeconds = 0,
   ) {
     this.eventsChannel = `${prefix}approvals:events`;
   }
@@ -380,10 +387,23 @@ export class ApprovalStore {
     return reply === 1;
   }
 
+  /**
+   * A task claims the approval's result (single use across tasks, see OWN_RESULT_SCRIPT): the id of the task
+   * that owns it, or undefined when the approval is gone.
+   */
+  async ownResult(id: string, taskId: string): Promise<string | undefined> {
+    const reply = await guarded(() => ownResultScript.run(this.redis, [this.record(id)], [taskId]));
+    return typeof reply === 'string' && reply !== '' ? reply : undefined;
+  }
+
   /** The kept result for the agent's retry, once; undefined when there is none. */
   async take(record: ApprovalRecord): Promise<string | undefined> {
     const reply = await guarded(() =>
-      takeScript.run(this.redis, [this.record(record.id), this.binding(record)], [record.id]),
+      takeScript.run(
+        this.redis,
+        [this.record(record.id), this.binding(record)],
+        [record.id, this.usedAnswerSeconds],
+      ),
     );
     return typeof reply === 'string' ? reply : undefined;
   }

@@ -148,6 +148,11 @@ export const configSchema = z
         task_ttl_ms: z.number().int().min(60_000).max(86_400_000).default(3_600_000),
         task_max_ttl_ms: z.number().int().min(60_000).max(86_400_000).default(86_400_000),
         task_poll_interval_ms: z.number().int().min(100).max(60_000).default(2_000),
+        /**
+         * After an approved call's result is handed to one request, identical calls are told it was already
+         * delivered for this long (instead of a person being asked again at once); 0 turns it off.
+         */
+        used_answer_ms: z.number().int().min(0).max(3_600_000).default(30_000),
       })
       .strict()
       .default({
@@ -157,6 +162,7 @@ export const configSchema = z
         task_ttl_ms: 3_600_000,
         task_max_ttl_ms: 86_400_000,
         task_poll_interval_ms: 2_000,
+        used_answer_ms: 30_000,
       }),
     /** Largest tool-call `arguments` object, as JSON bytes. */
     max_argument_bytes: z

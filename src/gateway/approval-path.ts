@@ -240,12 +240,12 @@ async function runApproved(
   return executeApproved({
     services: ctx.services,
     base: { ...ctx.base, callId: record.callId, approvalId: record.id },
-    rule: ctx.decision.rule,
-    limits: ctx.decision.limits,
     subject,
-    connection: ctx.connection,
+    upstream: async () => ({
+      connection: ctx.connection,
+      upstreamTask: ctx.upstreamTaskSupport === 'required',
+    }),
     params: { ...withoutTask(ctx.call.params), name: ctx.upstreamTool },
-    upstreamTask: ctx.upstreamTaskSupport === 'required',
     waitSignal: ctx.call.sessionSignal ?? ctx.call.signal,
     callSignal: ctx.call.sessionSignal ?? ctx.call.signal,
     claimant: ctx.services.approvals.processId,
@@ -313,7 +313,11 @@ async function answer(
     case 'consumed':
       return ctx.refuse({
         reason: 'approval_used',
-        message: `approval ${record.id} was used: the approved call already ran and its result went to an earlier request. Call again to ask for a new approval.`,
+        message:
+          `approval ${record.id} was already used: the approved call ran once and its result was delivered to ` +
+          `another request${outcome.record.tasked ? ' (the task that waits for it)' : ''}; it is not handed out twice. ` +
+          `The audit trail has the call's result event with this approval id ` +
+          `(countersign audit query --type result --tool ${JSON.stringify(record.tool)}). Call again to ask for a new approval.`,
       });
     case 'gone':
       return ctx.refuse({

@@ -55,7 +55,11 @@ export async function loadSlackApi(
 export function createApprovalServices(options: ApprovalServicesOptions): ApprovalServices {
   const { config, logger, metrics, now, slack } = options;
   const prefix = config.raw.redis.prefix;
-  const store = new ApprovalStore(options.redis, prefix);
+  const store = new ApprovalStore(
+    options.redis,
+    prefix,
+    Math.ceil(config.raw.approvals.used_answer_ms / 1000),
+  );
   // Subscriptions wait for Redis (offline queue on) and are renewed by ioredis after a reconnect.
   const subscriber = new Redis(options.redisUrl, {
     connectionName: 'countersign:approval-events',

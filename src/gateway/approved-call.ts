@@ -1,33 +1,41 @@
 /**
- * Running an approved call, once: take the tool's limits (waiting for the next window when they are full, so
- * approving a backlog paces it), write the `approved` decision to the audit trail, forward it upstream.
- * Used by the request or session that parked the call, and by the background runner for MCP tasks.
+ * Running an approved call, once — the one function every path uses (the request or session that parked the
+ * call, the agent's `wait: return` retry, and the background runner for MCP tasks), called by whoever won the
+ * atomic claim: re-check the grant and the policy in force now (a tightening reload applies to every call
+ * that has not run), take the tool's limits (waiting for the next window when they are full, so approving a
+ * backlog paces it), write the `approved` decision to the audit trail, forward it upstream.
  */
 import type { CallToolRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { Execution } from '../approvals/parking.js';
 import type { ApprovalRecord } from '../approvals/record.js';
 import { LimitStoreUnavailableError } from '../limits/counters.js';
 import type { LimitSubject, Reservation } from '../limits/counters.js';
-import type { LimitSpec, RuleRef } from '../policy/types.js';
+import type { LimitSpec } from '../policy/types.js';
 import type { UpstreamConnection } from '../upstream/connection.js';
+import { refusal } from './answers.js';
 import type { RefusalDetail } from './answers.js';
-import { auditAllowed, forward } from './pipeline.js';
+import { recheckApproved } from './approval-recheck.js';
+import { writeAudit } from './audit-write.js';
+import { auditAllowed, decisionEvent, forward } from './pipeline.js';
 import type { EventBase } from './pipeline.js';
 import type { GatewayServices } from './services.js';
 import { abortableSleep } from './abortable-sleep.js';
+
+export interface ApprovedUpstream {
+  connection: UpstreamConnection;
+  /** The upstream tool only runs as a task: it is called as one and its result awaited. */
+  upstreamTask: boolean;
+}
 
 export interface ApprovedRun {
   services: GatewayServices;
   /** The audit fields of the call, with its approval id. */
   base: EventBase;
-  rule: RuleRef;
-  limits: LimitSpec[];
   subject: LimitSubject;
-  connection: UpstreamConnection;
+  /** The upstream connection to send it on; opened (or found) only once the re-check has passed. */
+  upstream: () => Promise<ApprovedUpstream>;
   /** The tools/call params as the upstream expects them (upstream tool name, no `task`). */
   params: CallToolRequest['params'];
-  /** The upstream tool only runs as a task: it is called as one and its result awaited. */
-  upstreamTask: boolean;
   /** Aborts the wait for a rate window: the call then has not started (`not_started`). */
   waitSignal: AbortSignal;
   /** Aborts the upstream call itself. */
@@ -54,7 +62,30 @@ function refused(detail: RefusalDetail): Execution {
 
 export async function executeApproved(run: ApprovedRun): Promise<Execution> {
   const { services, record } = run;
-  const reservation = await reservePaced(services, run.limits, run.subject, run.waitSignal);
+  const recheck = recheckApproved(
+    record,
+    services.config.grants.find((g) => g.id === record.grant),
+    services.policies.resolve(record.server, record.grant),
+  );
+  if (!recheck.ok) {
+    // Audited as the call's decision, and kept as its outcome: the approval is used up, the call never runs.
+    await writeAudit(services, decisionEvent(services.now(), run.base, 'deny', recheck.detail, []));
+    services.metrics.calls.inc({ server: record.server, decision: 'deny', reason: recheck.detail.reason });
+    return { outcome: 'refused', result: refusal(record.server, record.tool, recheck.detail) };
+  }
+  let upstream: ApprovedUpstream;
+  try {
+    upstream = await run.upstream();
+  } catch (error) {
+    return {
+      outcome: 'upstream_error',
+      result: refusal(record.server, record.tool, {
+        reason: 'upstream_unavailable',
+        message: `the approved call could not be sent: ${(error as Error).message}`,
+      }),
+    };
+  }
+  const reservation = await reservePaced(services, recheck.limits, run.subject, run.waitSignal);
   if (!('ok' in reservation)) {
     if (reservation.reason === 'interrupted')
       return { outcome: 'not_started', result: refused(reservation).result };
@@ -75,7 +106,7 @@ export async function executeApproved(run: ApprovedRun): Promise<Execution> {
   const audited = await auditAllowed(
     services,
     run.base,
-    run.rule,
+    recheck.rule,
     `approved by ${approvedBy} (approval ${record.id})`,
     reservation,
     'approved',
@@ -83,10 +114,10 @@ export async function executeApproved(run: ApprovedRun): Promise<Execution> {
   if (!audited) return refused({ reason: 'audit_unavailable', message: 'the audit trail cannot be written' });
   if (record.decidedAt)
     services.metrics.resumeDelay.observe(Math.max(0, services.now() - record.decidedAt) / 1000);
-  const forwarded = await forward(services, run.base, run.rule, reservation, run.connection, {
+  const forwarded = await forward(services, run.base, recheck.rule, reservation, upstream.connection, {
     params: run.params,
     signal: run.callSignal,
-    ...(run.upstreamTask ? { upstreamTask: true } : {}),
+    ...(upstream.upstreamTask ? { upstreamTask: true } : {}),
   });
   // The params carry no task, so the upstream answers with a result, never a task of its own.
   const outcome = forwarded.outcome === 'task_created' ? 'upstream_error' : forwarded.outcome;

@@ -3,23 +3,20 @@
  * the execution job, over this process's own connection to the upstream server (no client stands behind it,
  * so the upstream cannot ask for sampling, elicitation or roots during such a call).
  *
- * The policy is read again first: a call the policy in force now denies is not run, and its grant must still
- * exist. Then one claim (Lua, across all processes) wins the right to run it; the run is the same as for a
- * held request (approved-call.ts), and its result is kept for the task.
+ * One claim (Lua, across all processes) wins the right to run it; the run is the same as for a held request
+ * (approved-call.ts: the grant and the policy in force are checked again there), and its result is kept for
+ * the task.
  */
 import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
 import type { Execution } from '../approvals/parking.js';
 import { recordExecution } from '../approvals/parking.js';
 import type { ApprovalRecord } from '../approvals/record.js';
 import { callEventFields } from '../approvals/audit.js';
-import type { Grant } from '../config/load.js';
-import { decide } from '../policy/decide.js';
 import { UpstreamConnection } from '../upstream/connection.js';
 import { refusal } from './answers.js';
 import { executeApproved } from './approved-call.js';
-import { writeAudit } from './audit-write.js';
 import { ToolCatalog } from './catalog.js';
-import { decisionEvent, upstreamTaskSupport } from './pipeline.js';
+import { upstreamTaskSupport } from './pipeline.js';
 import type { EventBase } from './pipeline.js';
 import type { GatewayServices } from './services.js';
 
@@ -59,39 +56,9 @@ export class ApprovedCallRunner {
     const { store } = services.approvals;
     const record = await store.get(approvalId);
     if (!record || record.status !== 'approved' || record.execution !== 'none') return;
-    const keep = services.config.raw.audit.keep_arguments;
-    const base = callEventFields(record, keep);
-    const grant: Grant | undefined = services.config.grants.find((g) => g.id === record.grant);
-    const policy = services.policies.resolve(record.server, record.grant);
-    const decision = grant ? decide(policy, { tool: record.tool, args: record.args }, { grant }) : undefined;
+    const base = callEventFields(record, services.config.raw.audit.keep_arguments);
     if (!(await store.claim(record.id, this.processId, services.now()))) return;
-
-    let execution: Execution;
-    if (!grant || !decision || decision.kind === 'deny') {
-      const message = !grant
-        ? `grant ${record.grant} no longer exists, so the approved call was not run`
-        : `the policy in force now denies this call (${decision?.message ?? 'no policy'}), so the approved call was not run`;
-      await writeAudit(
-        services,
-        decisionEvent(
-          services.now(),
-          base,
-          'deny',
-          {
-            reason: decision?.kind === 'deny' ? decision.reason : 'no_policy',
-            message,
-            ...(decision ? { rule: decision.rule } : {}),
-          },
-          [],
-        ),
-      );
-      execution = {
-        outcome: 'refused',
-        result: refusal(record.server, record.tool, { reason: 'policy_changed', message }),
-      };
-    } else {
-      execution = await this.execute(record, base, decision.rule, decision.limits);
-    }
+    let execution = await this.execute(record, base);
     if (execution.outcome === 'superseded') return; // reported interrupted meanwhile: nothing ran
     if (execution.outcome === 'not_started') {
       // Stopping before it could start (waiting for its rate window): another process (or the next start) runs it.
@@ -114,36 +81,20 @@ export class ApprovedCallRunner {
     );
   }
 
-  private async execute(
-    record: ApprovalRecord,
-    base: EventBase,
-    rule: Parameters<typeof executeApproved>[0]['rule'],
-    limits: Parameters<typeof executeApproved>[0]['limits'],
-  ): Promise<Execution> {
-    let connection: UpstreamConnection;
-    let support: ReturnType<typeof upstreamTaskSupport> = 'forbidden';
-    try {
-      connection = await this.connection(record.server);
-      const tool = (await this.catalog.toolsOf(record.server)).find((t) => t.name === record.tool);
-      if (tool) support = upstreamTaskSupport(connection, tool);
-    } catch (error) {
-      return {
-        outcome: 'upstream_error',
-        result: refusal(record.server, record.tool, {
-          reason: 'upstream_unavailable',
-          message: `the approved call could not be sent: ${(error as Error).message}`,
-        }),
-      };
-    }
+  private execute(record: ApprovalRecord, base: EventBase): Promise<Execution> {
     return executeApproved({
       services: this.services,
       base,
-      rule,
-      limits,
       subject: { server: record.server, grant: record.grant, session: record.session },
-      connection,
+      upstream: async () => {
+        const connection = await this.connection(record.server);
+        const tool = (await this.catalog.toolsOf(record.server)).find((t) => t.name === record.tool);
+        return {
+          connection,
+          upstreamTask: tool !== undefined && upstreamTaskSupport(connection, tool) === 'required',
+        };
+      },
       params: { name: record.tool, arguments: record.args },
-      upstreamTask: support === 'required',
       waitSignal: this.stopping.signal,
       callSignal: this.cutting.signal,
       claimant: this.processId,

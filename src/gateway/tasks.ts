@@ -177,6 +177,17 @@ export function approvalTaskView(
     };
   }
   const ended = approval.executionEndedAt ?? decidedAt;
+  if (approval.resultTask !== undefined && approval.resultTask !== task.id) {
+    // Single use: the result went to the task that waited for this approval first.
+    const message =
+      `the approved call ran once (approval ${approval.id}) and its result was delivered to task ` +
+      `${approval.resultTask}; it is not handed out twice. Call again to ask for a new approval.`;
+    return {
+      task: shape('failed', message, ended),
+      terminal: true,
+      result: refusal(server, tool, { reason: 'approval_used', message }),
+    };
+  }
   const result =
     parseResult(approval.taskResult) ??
     refusal(server, tool, {
@@ -271,7 +282,13 @@ export class GatewayTasks {
       approvalId: approval.id,
       server: approval.server,
     });
-    const view = approvalTaskView(record, approval, this.services.approvals.slack !== undefined);
+    // The first task to wait for the approval owns its result; a later identical task call is told so.
+    const owner = await this.services.approvals.store.ownResult(approval.id, record.id);
+    const view = approvalTaskView(
+      record,
+      owner === undefined ? approval : { ...approval, resultTask: owner },
+      this.services.approvals.slack !== undefined,
+    );
     return {
       task: view.task,
       _meta: {

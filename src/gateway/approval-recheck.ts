@@ -1,0 +1,82 @@
+/**
+ * The policy in force when an approved call runs is the one that decides. Just before an approved call is
+ * forwarded (held request, `wait: return` retry or task alike), its grant and the current policy are looked
+ * at again: a reload that tightened anything since the call was parked applies to it. A pure function: the
+ * caller passes the grant and the policy in force now.
+ *
+ * Tightening means: the grant is gone; the policy denies the call now (tool denied or hidden, an argument
+ * now fails `require`/`deny_if`, no policy at all); or the rule still asks for a person but with stricter
+ * terms than the approval was given under — a reviewer it listed is no longer listed, it needs more
+ * approvals, or it no longer allows self-approval. A loosening never skips a decision already asked for: the
+ * approval was given (the call is only run once approved), and a policy that now allows the call outright
+ * simply runs it under its current rule and limits.
+ */
+import type { ApprovalRecord } from '../approvals/record.js';
+import type { Grant } from '../config/load.js';
+import { decide } from '../policy/decide.js';
+import type { LimitSpec, Policy, RuleRef } from '../policy/types.js';
+import type { RefusalDetail } from './answers.js';
+
+export type Recheck = { ok: true; rule: RuleRef; limits: LimitSpec[] } | { ok: false; detail: RefusalDetail };
+
+type Recorded = Pick<
+  ApprovalRecord,
+  'id' | 'grant' | 'tool' | 'args' | 'reviewers' | 'quorum' | 'allowSelfApproval'
+>;
+
+function refused(record: Recorded, reason: string, why: string, rule?: RuleRef): Recheck {
+  return {
+    ok: false,
+    detail: {
+      reason,
+      message: `${why}, so the approved call (approval ${record.id}) was not run. Call again to be decided under the policy in force.`,
+      ...(rule ? { rule } : {}),
+    },
+  };
+}
+
+export function recheckApproved(
+  record: Recorded,
+  grant: Grant | undefined,
+  policy: Policy | undefined,
+): Recheck {
+  if (!grant) return refused(record, 'grant_revoked', `grant ${record.grant} no longer exists`);
+  const decision = decide(policy, { tool: record.tool, args: record.args }, { grant });
+  if (decision.kind === 'deny') {
+    return refused(
+      record,
+      'policy_changed',
+      `the policy in force now denies this call (${decision.message})`,
+      decision.rule,
+    );
+  }
+  if (decision.kind === 'require_approval') {
+    const now = decision.approval;
+    const removed = record.reviewers.filter((r) => !now.reviewers.includes(r));
+    if (removed.length > 0) {
+      return refused(
+        record,
+        'reviewers_changed',
+        `the policy in force no longer lists ${removed.map((r) => JSON.stringify(r)).join(', ')} as reviewer${removed.length > 1 ? 's' : ''} of this call`,
+        now.rule,
+      );
+    }
+    if (now.quorum > record.quorum) {
+      return refused(
+        record,
+        'reviewers_changed',
+        `the policy in force needs ${now.quorum} approvals for this call; it was approved under a quorum of ${record.quorum}`,
+        now.rule,
+      );
+    }
+    if (record.allowSelfApproval && !now.allowSelfApproval) {
+      return refused(
+        record,
+        'reviewers_changed',
+        'the policy in force no longer allows self-approval for this call',
+        now.rule,
+      );
+    }
+  }
+  return { ok: true, rule: decision.rule, limits: decision.limits };
+}
