@@ -53,6 +53,8 @@ describe('Slack over Socket Mode', () => {
         SLACK_BOT_TOKEN: 'xoxb-test-token',
         SLACK_APP_TOKEN: 'xapp-test-token',
         SLACK_API_URL: slack.apiUrl,
+        SLACK_TEAM_ID: 'T1',
+        SLACK_APP_ID: 'A1',
       },
     });
     agent = await connectClient(`${gateway.url}/mcp`, { token: AGENT_TOKEN });

@@ -170,7 +170,7 @@ describe('human approval through Slack', () => {
       'decision:approved',
       'result:approved',
     ]);
-    expect(mine[1]?.reviewer).toBe('UALICE (alice)');
+    expect(mine[1]?.reviewer).toBe('UALICE (alice) as email:ualice@example.com');
     expect(mine[3]?.outcome).toBe('ok');
     expect((await gateway.services.audit.verify()).ok).toBe(true);
   });
@@ -261,7 +261,10 @@ describe('human approval through Slack', () => {
     const refused = (await gateway.services.audit.query({ type: 'approval', limit: 1000 })).filter(
       (e) => e.approvalId === id && e.reason === 'reviewer_refused',
     );
-    expect(refused.map((e) => e.reviewer)).toEqual(['UMALLORY (mallory)', 'UOWNER (olga)']);
+    expect(refused.map((e) => e.reviewer)).toEqual([
+      'UMALLORY (mallory) as email:umallory@example.com',
+      `UOWNER (olga) as email:${OWNER_EMAIL}`,
+    ]);
   });
 
   it('20 concurrent clicks on one approval: exactly one decision and one execution', async () => {

@@ -29,17 +29,26 @@ describe('Slack and admin settings from the environment', () => {
   const parse = (env: NodeJS.ProcessEnv) => parseConfig(text, 'c.json', env);
 
   it('HTTP mode, Socket Mode and the API URL are read; empty variables count as unset', () => {
+    const ids = { SLACK_TEAM_ID: 'T1', SLACK_APP_ID: 'A1' };
     expect(
-      parse({ SLACK_BOT_TOKEN: 'xoxb-1', SLACK_SIGNING_SECRET: 's', SLACK_API_URL: 'http://127.0.0.1:9/api' })
-        .slack,
+      parse({
+        SLACK_BOT_TOKEN: 'xoxb-1',
+        SLACK_SIGNING_SECRET: 's',
+        SLACK_API_URL: 'http://127.0.0.1:9/api',
+        ...ids,
+      }).slack,
     ).toEqual({
       botToken: 'xoxb-1',
       signingSecret: 's',
       apiUrl: 'http://127.0.0.1:9/api/',
+      teamId: 'T1',
+      appId: 'A1',
     });
-    expect(parse({ SLACK_BOT_TOKEN: 'xoxb-1', SLACK_APP_TOKEN: 'xapp-1' }).slack).toEqual({
+    expect(parse({ SLACK_BOT_TOKEN: 'xoxb-1', SLACK_APP_TOKEN: 'xapp-1', ...ids }).slack).toEqual({
       botToken: 'xoxb-1',
       appToken: 'xapp-1',
+      teamId: 'T1',
+      appId: 'A1',
     });
     const none = parse({ SLACK_BOT_TOKEN: '', SLACK_SIGNING_SECRET: '', COUNTERSIGN_ADMIN_TOKEN: '' });
     expect(none.slack).toBeUndefined();
@@ -51,6 +60,12 @@ describe('Slack and admin settings from the environment', () => {
       /neither SLACK_SIGNING_SECRET \(HTTP mode\) nor SLACK_APP_TOKEN \(Socket Mode\)/,
     );
     expect(() => parse({ SLACK_SIGNING_SECRET: 's' })).toThrow(/set without SLACK_BOT_TOKEN/);
+    // Which workspace and app may send clicks is not optional once clicks are received.
+    for (const env of [
+      { SLACK_BOT_TOKEN: 'xoxb-1', SLACK_SIGNING_SECRET: 's', SLACK_TEAM_ID: 'T1' },
+      { SLACK_BOT_TOKEN: 'xoxb-1', SLACK_APP_TOKEN: 'xapp-1', SLACK_APP_ID: 'A1' },
+    ])
+      expect(() => parse(env)).toThrow(/SLACK_TEAM_ID \(T…\) and SLACK_APP_ID \(A…\) must be set with Slack/);
     expect(() => parse({ COUNTERSIGN_ADMIN_TOKEN: 'short' })).toThrow(
       /COUNTERSIGN_ADMIN_TOKEN must be at least 16 characters/,
     );

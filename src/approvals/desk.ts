@@ -5,22 +5,18 @@
 import type { AuditEvent } from '../audit/event.js';
 import { approvalAudit } from './audit.js';
 import type { ApprovalJobs } from './jobs.js';
+import { IdentityUnknownError, normaliseIdentifier } from './people.js';
+import type { Person, PersonResolver } from './people.js';
 import type { ApprovalRecord, ApprovalStatus } from './record.js';
 import { checkReviewer } from './reviewers.js';
-import type { GroupMembers, Reviewer } from './reviewers.js';
+import type { GroupMembers, Reviewer, ReviewerRefusal, Voter } from './reviewers.js';
 import type { ApprovalStore } from './store.js';
 
 export type DeskAnswer =
   | { ok: true; status: ApprovalStatus; votes: number; message: string; record: ApprovalRecord }
   | {
       ok: false;
-      code:
-        | 'unknown'
-        | 'not_reviewer'
-        | 'self_approval'
-        | 'membership_unknown'
-        | 'already_decided'
-        | 'already_voted';
+      code: 'unknown' | ReviewerRefusal | 'already_decided' | 'already_voted';
       message: string;
       record?: ApprovalRecord;
     };
@@ -31,16 +27,25 @@ export interface DeskOptions {
   /** Audit writes that must land (fail closed: a person's decision is not applied unaudited). */
   audit: (event: AuditEvent) => Promise<void>;
   groupMembers: GroupMembers;
-  /** The email of a Slack user, to recognise a grant owner named by email. */
-  userEmail?: (userId: string) => Promise<string | undefined>;
+  /** Who is behind a reviewer's or a grant owner's identifier (fails closed: see people.ts). */
+  people: PersonResolver;
   /** After an approval reaches its quorum (e.g. queue the background run a task waits for). */
   onApproved?: (record: ApprovalRecord) => Promise<void>;
   now: () => number;
 }
 
-export function reviewerLabel(reviewer: Reviewer): string {
-  return reviewer.name && reviewer.name !== reviewer.id ? `${reviewer.id} (${reviewer.name})` : reviewer.id;
+/** Who acted, for the audit trail: the identifier they acted under, their display name, and their person. */
+export function reviewerLabel(reviewer: Reviewer, person?: Person): string {
+  const shown =
+    reviewer.name && reviewer.name !== reviewer.id ? `${reviewer.id} (${reviewer.name})` : reviewer.id;
+  // The person is named when it says more than the identifier itself ("bob" is name:bob).
+  const plain = [`name:${reviewer.id}`, `email:${normaliseIdentifier(reviewer.id)}`];
+  return person && !plain.includes(person.key) ? `${shown} as ${person.key}` : shown;
 }
+
+/** Whether a reviewer may take a step, and if so, the person their vote counts for. */
+export type Vetting =
+  { ok: true; voter: Voter } | { ok: false; reason: ReviewerRefusal; message: string; label: string };
 
 export function alreadyDecidedText(status: ApprovalStatus, name: string, at: number): string {
   const when = new Date(at).toISOString();
@@ -77,29 +82,20 @@ export class ApprovalDesk {
         record,
       };
     }
-    const email =
-      /^[UW][A-Z0-9]+$/.test(reviewer.id) && !reviewer.email
-        ? await this.options.userEmail?.(reviewer.id)
-        : undefined;
-    const who: Reviewer = email ? { ...reviewer, email } : reviewer;
-    const check = await checkReviewer(record, who, verdict, this.options.groupMembers);
-    if (!check.ok) {
-      await this.options.audit(
-        approvalAudit(record, now(), {
-          decision: 'deny',
-          reason: 'reviewer_refused',
-          message: `${reviewerLabel(who)} tried to ${verdict}: ${check.message}`,
-          reviewer: reviewerLabel(who),
-        }),
-      );
-      return { ok: false, code: check.reason, message: check.message, record };
+    const vetting = await this.vet(record, verdict, reviewer);
+    if (!vetting.ok) {
+      await this.refused(record, verdict, vetting.label, vetting.message);
+      return { ok: false, code: vetting.reason, message: vetting.message, record };
     }
+    const who = vetting.voter;
+    // The vote counts for the person, whatever identifier they used: one person, one vote.
     const result = await store.transition(
       id,
       verdict,
       { id: who.id, name: who.name || who.id },
       reason.slice(0, 1000),
       now(),
+      who.person.key,
     );
     switch (result.kind) {
       case 'unknown':
@@ -150,13 +146,65 @@ export class ApprovalDesk {
         decision: status === 'approved' ? 'allow' : status === 'pending' ? 'pending' : 'deny',
         reason: result.kind === 'vote_counted' ? 'approval_vote' : status,
         message: status === 'rejected' && reason ? `rejected: ${reason.slice(0, 1000)}` : message,
-        reviewer: reviewerLabel(who),
+        reviewer: reviewerLabel(who, who.person),
       }),
     );
     if (status === 'approved') await this.options.onApproved?.(current);
     await this.options.jobs.decided(current);
     if (status === 'expired') return { ok: false, code: 'already_decided', message, record: current };
     return { ok: true, status, votes: current.votes, message, record: current };
+  }
+
+  /**
+   * May this reviewer take this step on this approval? Resolves them to a person (fails closed: an identity
+   * that cannot be established is refused) and applies the reviewer rules. Writes nothing.
+   */
+  async vet(record: ApprovalRecord, verdict: 'approve' | 'reject', reviewer: Reviewer): Promise<Vetting> {
+    const { people } = this.options;
+    let person: Person;
+    try {
+      person = await people.resolve(reviewer.id);
+    } catch (error) {
+      if (!(error instanceof IdentityUnknownError)) throw error;
+      return {
+        ok: false,
+        reason: 'identity_unknown',
+        message: `${error.message}, so your ${verdict === 'approve' ? 'approval' : 'rejection'} does not count; nothing changed, try again shortly`,
+        label: reviewerLabel(reviewer),
+      };
+    }
+    const voter: Voter = { ...reviewer, person };
+    const check = await checkReviewer(record, voter, verdict, {
+      groupMembers: this.options.groupMembers,
+      ownerPerson: (owner) => people.resolve(owner),
+    });
+    if (!check.ok) return { ...check, label: reviewerLabel(reviewer, person) };
+    return { ok: true, voter };
+  }
+
+  /**
+   * Audits a refused attempt to decide (`reviewer_refused`) on the approval it named, if there is one: an
+   * operator sees who tried what, and why it changed nothing.
+   */
+  async refuse(id: string, verdict: 'approve' | 'reject', label: string, why: string): Promise<void> {
+    const record = await this.options.store.get(id);
+    if (record) await this.refused(record, verdict, label, why);
+  }
+
+  private async refused(
+    record: ApprovalRecord,
+    verdict: 'approve' | 'reject',
+    label: string,
+    why: string,
+  ): Promise<void> {
+    await this.options.audit(
+      approvalAudit(record, this.options.now(), {
+        decision: 'deny',
+        reason: 'reviewer_refused',
+        message: `${label} tried to ${verdict}: ${why}`,
+        reviewer: label,
+      }),
+    );
   }
 
   /** Cancels a pending approval (the agent's task was cancelled, or an operator withdrew it). */

@@ -1,66 +1,102 @@
+import { IdentityUnknownError, couldBeSamePerson, normaliseIdentifier } from './people.js';
+import type { Person } from './people.js';
 import type { ApprovalRecord } from './record.js';
 
-/** The person deciding: a Slack user (id U…, their handle and, when known, email) or a local reviewer name. */
+/**
+ * Who acted, as they presented themselves: the identifier (a Slack user id U…, or the name given to the
+ * approvals API) and a display name (for a Slack click, the handle it carried, which its owner can change).
+ */
 export interface Reviewer {
   id: string;
   name: string;
-  email?: string;
 }
 
-export type ReviewerCheck =
-  | { ok: true }
-  | { ok: false; reason: 'not_reviewer' | 'self_approval' | 'membership_unknown'; message: string };
+/** A reviewer resolved to the person behind them (see people.ts). */
+export interface Voter extends Reviewer {
+  person: Person;
+}
+
+export type ReviewerRefusal = 'not_reviewer' | 'self_approval' | 'membership_unknown' | 'identity_unknown';
+
+export type ReviewerCheck = { ok: true } | { ok: false; reason: ReviewerRefusal; message: string };
 
 /** Members of a Slack user group (S…); throws when they cannot be found out. */
 export type GroupMembers = (groupId: string) => Promise<string[]>;
 
+export interface ReviewerRules {
+  groupMembers: GroupMembers;
+  /** The person who owns a grant; throws IdentityUnknownError when that cannot be established. */
+  ownerPerson: (owner: string) => Promise<Person>;
+}
+
 const isGroup = (entry: string): boolean => /^S[A-Z0-9]+$/.test(entry);
 
-/**
- * May this person decide this approval? They must be listed (directly or through a user group), and unless
- * the policy allows self-approval, the owner of the grant that made the call cannot approve it (matched on
- * user id, email and handle: refusing a look-alike is safer than letting an owner through).
- */
-export async function checkReviewer(
-  record: Pick<ApprovalRecord, 'reviewers' | 'owner' | 'allowSelfApproval'>,
-  reviewer: Reviewer,
-  verdict: 'approve' | 'reject',
+async function listed(
+  reviewers: readonly string[],
+  person: Person,
   groupMembers: GroupMembers,
 ): Promise<ReviewerCheck> {
-  let listed = record.reviewers.includes(reviewer.id) && !isGroup(reviewer.id);
+  // A listed entry names a person: any identifier established for the voter may match it. The handle a click
+  // carried is not among them (anyone can take a free handle), so it never lists anybody.
+  if (reviewers.some((entry) => !isGroup(entry) && person.identifiers.has(normaliseIdentifier(entry))))
+    return { ok: true };
   let unknownGroup: string | undefined;
-  for (const group of record.reviewers.filter(isGroup)) {
-    if (listed) break;
+  for (const group of reviewers.filter(isGroup)) {
     try {
-      listed = (await groupMembers(group)).includes(reviewer.id);
+      if ((await groupMembers(group)).some((member) => person.identifiers.has(member))) return { ok: true };
     } catch {
       unknownGroup = group;
     }
   }
-  if (!listed) {
-    if (unknownGroup) {
-      return {
-        ok: false,
-        reason: 'membership_unknown',
-        message: `could not check membership of user group ${unknownGroup} (Slack unavailable); nothing changed, try again shortly`,
-      };
-    }
+  if (unknownGroup) {
     return {
       ok: false,
-      reason: 'not_reviewer',
-      message: 'you are not a reviewer for this approval; nothing changed',
+      reason: 'membership_unknown',
+      message: `could not check membership of user group ${unknownGroup} (Slack unavailable); nothing changed, try again shortly`,
     };
   }
-  const owner = record.owner.toLowerCase();
-  const isOwner = [reviewer.id, reviewer.name, reviewer.email]
-    .filter((v): v is string => typeof v === 'string' && v !== '')
-    .some((v) => v.toLowerCase() === owner);
-  if (verdict === 'approve' && isOwner && !record.allowSelfApproval) {
+  return {
+    ok: false,
+    reason: 'not_reviewer',
+    message: 'you are not a reviewer for this approval; nothing changed',
+  };
+}
+
+/**
+ * May this person decide this approval? They must be listed (directly or through a user group), and unless
+ * the policy allows self-approval, the owner of the grant that made the call cannot approve it: owner and
+ * voter are compared as people, whatever form either is written in. When the owner's identity cannot be
+ * established, no approval counts (it could be the owner's own); a rejection still does.
+ */
+export async function checkReviewer(
+  record: Pick<ApprovalRecord, 'reviewers' | 'owner' | 'allowSelfApproval'>,
+  voter: Voter,
+  verdict: 'approve' | 'reject',
+  rules: ReviewerRules,
+): Promise<ReviewerCheck> {
+  const allowed = await listed(record.reviewers, voter.person, rules.groupMembers);
+  if (!allowed.ok || verdict !== 'approve' || record.allowSelfApproval) return allowed;
+  const selfApproval: ReviewerCheck = {
+    ok: false,
+    reason: 'self_approval',
+    message: `you own the grant that made this call (${record.owner}), so you cannot approve it; another reviewer must`,
+  };
+  // Written the same way (or a look-alike handle): no lookup needed to refuse.
+  const asWritten: Person = {
+    key: `name:${record.owner}`,
+    identifiers: new Set([normaliseIdentifier(record.owner)]),
+  };
+  if (couldBeSamePerson(asWritten, voter.person, [voter.name])) return selfApproval;
+  let owner: Person;
+  try {
+    owner = await rules.ownerPerson(record.owner);
+  } catch (error) {
+    if (!(error instanceof IdentityUnknownError)) throw error;
     return {
       ok: false,
-      reason: 'self_approval',
-      message: `you own the grant that made this call (${record.owner}), so you cannot approve it; another reviewer must`,
+      reason: 'identity_unknown',
+      message: `${error.message}: the grant owner's identity is needed to rule out self-approval, so this approval does not count; nothing changed, try again shortly`,
     };
   }
-  return { ok: true };
+  return couldBeSamePerson(owner, voter.person, [voter.name]) ? selfApproval : { ok: true };
 }

@@ -235,6 +235,8 @@ export class ApprovalStore {
     reviewer: { id: string; name: string },
     reason: string,
     now: number,
+    /** Who an approve vote counts for (a person's key, so one person votes once); defaults to reviewer.id. */
+    voterKey?: string,
   ): Promise<TransitionResult> {
     const record = await this.get(id);
     if (!record) return { kind: 'unknown' };
@@ -249,7 +251,7 @@ export class ApprovalStore {
           this.awaitingIndex(),
           this.binding(record),
         ],
-        [verdict, reviewer.id, reviewer.name, reason, now, this.eventsChannel, id],
+        [verdict, reviewer.id, reviewer.name, reason, now, this.eventsChannel, id, voterKey ?? reviewer.id],
       ),
     )) as (number | string)[];
     switch (Number(reply[0])) {

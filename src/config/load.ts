@@ -32,7 +32,10 @@ export interface GatewayConfig {
   anonymous: boolean;
   redisUrl?: string;
   auditJsonl?: string;
-  /** From SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, SLACK_APP_TOKEN, SLACK_API_URL; absent without a bot token. */
+  /**
+   * From SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, SLACK_APP_TOKEN, SLACK_API_URL, SLACK_TEAM_ID, SLACK_APP_ID;
+   * absent without a bot token.
+   */
   slack?: SlackConfig;
   /** COUNTERSIGN_ADMIN_TOKEN: the bearer token of the approvals API; without it the API is off. */
   adminToken?: string;
@@ -46,6 +49,12 @@ export interface SlackConfig {
   appToken?: string;
   /** Web API base URL, ending in "/". */
   apiUrl?: string;
+  /**
+   * SLACK_TEAM_ID and SLACK_APP_ID: an interaction is acted on only when its `team.id` and `api_app_id` are
+   * these (besides its signature). Required whenever clicks are received.
+   */
+  teamId?: string;
+  appId?: string;
 }
 
 export interface ConfigIssue {
@@ -148,6 +157,15 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     if (env.SLACK_APP_TOKEN) slack.appToken = env.SLACK_APP_TOKEN;
     if (env.SLACK_API_URL)
       slack.apiUrl = env.SLACK_API_URL.endsWith('/') ? env.SLACK_API_URL : `${env.SLACK_API_URL}/`;
+    if (env.SLACK_TEAM_ID) slack.teamId = env.SLACK_TEAM_ID;
+    if (env.SLACK_APP_ID) slack.appId = env.SLACK_APP_ID;
+    if ((slack.signingSecret || slack.appToken) && (!slack.teamId || !slack.appId)) {
+      issues.push({
+        path: '(environment)',
+        message:
+          'SLACK_TEAM_ID (T…) and SLACK_APP_ID (A…) must be set with Slack: clicks from any other workspace or app are refused',
+      });
+    }
     if (!slack.signingSecret && !slack.appToken) {
       issues.push({
         path: '(environment)',

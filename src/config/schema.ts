@@ -61,6 +61,42 @@ const grant = z
     message: 'exactly one of token_sha256 or token_env',
   });
 
+/**
+ * One person and every identifier they are known by: Slack user ids, Slack handles, emails, and the names they
+ * use with the approvals API/CLI. Votes and grant owners written in any of these forms are this person.
+ */
+const person = z
+  .object({
+    id: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}$/, 'an id of letters, digits, "_", ".", "@", "+" and "-"'),
+    identifiers: z.array(z.string().trim().min(1).max(254)).min(1),
+  })
+  .strict();
+
+/** An identifier listed for two people would make a vote count for whichever is found first: refused. */
+const people = z.array(person).superRefine((entries, ctx) => {
+  const owners = new Map<string, string>();
+  const ids = new Set<string>();
+  entries.forEach((entry, index) => {
+    if (ids.has(entry.id))
+      ctx.addIssue({ code: 'custom', path: [index, 'id'], message: `person id "${entry.id}" is used twice` });
+    ids.add(entry.id);
+    entry.identifiers.forEach((identifier, at) => {
+      // Case-insensitively: "Alice" and "alice" for two people is a mistake even where case matters.
+      const folded = identifier.toLowerCase();
+      const other = owners.get(folded);
+      if (other !== undefined && other !== entry.id)
+        ctx.addIssue({
+          code: 'custom',
+          path: [index, 'identifiers', at],
+          message: `identifier "${identifier}" is listed for both "${other}" and "${entry.id}"`,
+        });
+      else owners.set(folded, entry.id);
+    });
+  });
+});
+
 export const configSchema = z
   .object({
     $schema: z.string().optional(),
@@ -172,6 +208,8 @@ export const configSchema = z
       .default(256 * 1024),
     /** How long SIGTERM waits for calls in flight before closing. */
     shutdown_grace_ms: z.number().int().min(0).default(10_000),
+    /** Who is who among reviewers and grant owners (optional): see `person`. */
+    people: people.default([]),
     /** Where the private Redis keeps its files; relative to the working directory. */
     data_dir: z.string().min(1).default('.countersign'),
   })
@@ -182,6 +220,7 @@ export type StdioServerConfig = z.infer<typeof stdioServer>;
 export type RemoteServerConfig = z.infer<typeof remoteServer>;
 export type ServerConfig = StdioServerConfig | RemoteServerConfig;
 export type GrantConfig = z.infer<typeof grant>;
+export type PersonConfig = z.infer<typeof person>;
 
 export function isStdioServer(server: ServerConfig): server is StdioServerConfig {
   return 'command' in server;

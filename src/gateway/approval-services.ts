@@ -10,6 +10,7 @@ import { ApprovalEvents } from '../approvals/events.js';
 import { ApprovalExecutions } from '../approvals/executions.js';
 import { ApprovalJobs } from '../approvals/jobs.js';
 import { Parking } from '../approvals/parking.js';
+import { PeopleDirectory, PersonResolver } from '../approvals/people.js';
 import { formatDuration } from '../approvals/record.js';
 import { ApprovalStore } from '../approvals/store.js';
 import type { InflightCalls } from './inflight.js';
@@ -103,7 +104,8 @@ export function createApprovalServices(options: ApprovalServicesOptions): Approv
       : async (group) => {
           throw new Error(`user group ${group} cannot be resolved without Slack`);
         },
-    ...(slack ? { userEmail: (user: string) => slack.userEmail(user) } : {}),
+    // Slack (users.info) is where a Slack user's email comes from; without Slack only the directory tells.
+    people: new PersonResolver(new PeopleDirectory(config.raw.people), slack),
     // A task's approved call runs in the background, in whichever process takes the job.
     onApproved: async (record) => {
       // If Redis refuses the job now, the recovery sweep queues it again from the awaiting index.

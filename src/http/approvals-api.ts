@@ -2,7 +2,9 @@
  * The approvals API, for deciding without Slack (the CLI and the built-in default use it):
  *   GET  /api/approvals[?status=pending&limit=50]   newest first
  *   GET  /api/approvals/:id
- *   POST /api/approvals/:id/approve | /reject       {"reviewer": "<Slack user id or local name>", "reason"?: "..."}
+ *   POST /api/approvals/:id/approve | /reject       {"reviewer": "<Slack user id, email or local name>", "reason"?: "..."}
+ * The reviewer is resolved to a person like a Slack click is (see approvals/people.ts); when who they are cannot be
+ * established, nothing counts and the answer is 503 {"code": "identity_unknown"}.
  * Bearer token COUNTERSIGN_ADMIN_TOKEN (wrong tokens count towards the same lockout as /mcp). The reviewer
  * named in the body must be allowed by the approval's policy, exactly as a Slack click: the admin token says
  * the caller is the console or the CLI, the reviewer rules say who may decide.
@@ -52,6 +54,8 @@ function statusFor(answer: Extract<DeskAnswer, { ok: false }>): number {
     case 'self_approval':
       return 403;
     case 'membership_unknown':
+    case 'identity_unknown':
+      // Who the reviewer (or the grant's owner) is could not be established: nothing counted; try again.
       return 503;
     case 'already_decided':
     case 'already_voted':

@@ -7,10 +7,9 @@ import { App, ExpressReceiver, LogLevel, SocketModeReceiver } from '@slack/bolt'
 import type { RequestHandler, Router } from 'express';
 import { z } from 'zod';
 import type { ApprovalDesk } from '../approvals/desk.js';
-import { checkReviewer } from '../approvals/reviewers.js';
 import type { Reviewer } from '../approvals/reviewers.js';
 import type { ApprovalStore } from '../approvals/store.js';
-import { alreadyDecidedText } from '../approvals/desk.js';
+import { alreadyDecidedText, reviewerLabel } from '../approvals/desk.js';
 import type { SlackConfig } from '../config/load.js';
 import type { Logger } from '../log/logger.js';
 import {
@@ -47,6 +46,31 @@ function timestampGuard(now: () => number, logger: Logger): RequestHandler {
     logger.warn({ problem }, 'slack: request refused');
     res.status(401).json({ error: problem });
   };
+}
+
+const originSchema = z.object({
+  team: z.object({ id: z.string() }).nullish(),
+  api_app_id: z.string().optional(),
+});
+
+/**
+ * Rule: an interaction counts only when it comes from the configured workspace (`team.id`) and app
+ * (`api_app_id`), on top of its signature: a signing secret or app token shared with (or leaked from)
+ * another app or workspace must not let that app's users decide. Unconfigured ids match nothing.
+ * Returns why the interaction is refused, or undefined.
+ */
+export function interactionOriginProblem(
+  body: unknown,
+  expected: { teamId?: string | undefined; appId?: string | undefined },
+): string | undefined {
+  const parsed = originSchema.safeParse(body);
+  const team = parsed.success ? parsed.data.team?.id : undefined;
+  const app = parsed.success ? parsed.data.api_app_id : undefined;
+  if (!expected.teamId || team !== expected.teamId)
+    return `interaction from workspace ${JSON.stringify(team ?? null)}, not the configured one`;
+  if (!expected.appId || app !== expected.appId)
+    return `interaction for app ${JSON.stringify(app ?? null)}, not the configured one`;
+  return undefined;
 }
 
 const userSchema = z.object({
@@ -153,6 +177,28 @@ export function createSlackApp(options: SlackAppOptions): SlackReceiver {
     });
   }
 
+  /**
+   * An interaction from another workspace or app changes nothing: it is logged, and audited on the approval
+   * it names (if any). Its sender is not answered: their channel and user ids are not this workspace's.
+   */
+  const foreign = async (
+    body: unknown,
+    id: string | undefined,
+    verdict: 'approve' | 'reject',
+    user: z.infer<typeof userSchema> | undefined,
+  ): Promise<boolean> => {
+    const problem = interactionOriginProblem(body, config);
+    if (!problem) return false;
+    logger.warn({ problem, approvalId: id?.slice(0, 80) }, 'slack: interaction refused');
+    if (id) {
+      const label = `slack user ${reviewerLabel(user ? reviewerOf(user) : { id: 'unknown', name: '' })}`;
+      await desk
+        .refuse(id, verdict, label, `${problem}; nothing changed`)
+        .catch((error: Error) => logger.warn({ err: error.message }, 'slack: refusal not audited'));
+    }
+    return true;
+  };
+
   const tell = async (channel: string | undefined, user: string, text: string): Promise<void> => {
     if (!channel) return;
     await api
@@ -166,6 +212,7 @@ export function createSlackApp(options: SlackAppOptions): SlackReceiver {
     if (!parsed.success) return;
     const { user, channel, actions } = parsed.data;
     const id = actions[0]?.value ?? '';
+    if (await foreign(body, id, 'approve', user)) return;
     const answer = await desk.decide(id, 'approve', reviewerOf(user)).catch((error: Error) => ({
       ok: false as const,
       message: `the approval could not be recorded (${error.message}); nothing changed, try again`,
@@ -180,6 +227,7 @@ export function createSlackApp(options: SlackAppOptions): SlackReceiver {
     if (!parsed.success) return;
     const { user, channel, actions, trigger_id } = parsed.data;
     const id = actions[0]?.value ?? '';
+    if (await foreign(body, id, 'reject', user)) return;
     const reviewer = reviewerOf(user);
     try {
       // Checked before the modal opens, so a non-reviewer is told at once; the decision itself re-checks.
@@ -197,7 +245,7 @@ export function createSlackApp(options: SlackAppOptions): SlackReceiver {
           ),
         );
       }
-      const check = await checkReviewer(record, reviewer, 'reject', (group) => api.groupMembers(group));
+      const check = await desk.vet(record, 'reject', reviewer);
       if (!check.ok) {
         // The desk audits the refusal and answers with the same words.
         const answer = await desk.decide(id, 'reject', reviewer);
@@ -228,6 +276,7 @@ export function createSlackApp(options: SlackAppOptions): SlackReceiver {
     } catch {
       return;
     }
+    if (await foreign(body, meta.id, 'reject', user)) return;
     const reason = view.state?.values[REJECT_REASON_BLOCK]?.[REJECT_REASON_INPUT]?.value ?? '';
     const answer = await desk
       .decide(meta.id, 'reject', reviewerOf(user), reason.trim())

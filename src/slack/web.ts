@@ -10,12 +10,15 @@ import {
   WebAPIRequestError,
   WebAPIPlatformError,
 } from '@slack/web-api';
+import type { IdentitySource } from '../approvals/people.js';
 import type { Logger } from '../log/logger.js';
 
 export interface SlackSettings {
   botToken: string;
   /** Web API base URL, ending in "/" (default https://slack.com/api/). */
   apiUrl?: string;
+  /** Longest a users.info lookup may take before the identity counts as unknown (default 5 s). */
+  identityTimeoutMs?: number;
 }
 
 /** Whether a failed Slack call is worth retrying, and after how long Slack asked us to wait. */
@@ -39,12 +42,31 @@ export function slackRetryHint(error: unknown): { retry: boolean; afterMs?: numb
   return { retry: true };
 }
 
-const CACHE_MS = 60_000;
+/**
+ * How long a user's email, once Slack told it, is believed without asking again. Only successes are kept
+ * (a failure is asked again next time), and an email only says who someone is, never that they may decide.
+ */
+export const IDENTITY_CACHE_MS = 60_000;
+const IDENTITY_TIMEOUT_MS = 5_000;
 
-export class SlackApi {
+/** users.info did not tell a usable email (the error names why, for the reviewer and the audit trail). */
+export class SlackIdentityError extends Error {
+  readonly code = 'countersign.slack.identity_unknown';
+}
+
+function identityProblem(error: unknown): string {
+  if (error instanceof WebAPIRateLimitedError)
+    return `Slack rate-limited users.info (retry in ${error.retryAfter} s)`;
+  if (error instanceof WebAPIPlatformError) return `Slack's users.info answered ${error.data.error}`;
+  if (error instanceof WebAPIHTTPError) return `Slack's users.info failed with HTTP ${error.statusCode}`;
+  if (error instanceof WebAPIRequestError) return 'Slack could not be reached for users.info';
+  return `users.info failed: ${(error as Error).message}`;
+}
+
+export class SlackApi implements IdentitySource {
   readonly client: WebClient;
-  private readonly groups = new Map<string, { members: string[]; until: number }>();
-  private readonly emails = new Map<string, { email: string | undefined; until: number }>();
+  private readonly emails = new Map<string, { email: string; until: number }>();
+  private readonly identityTimeoutMs: number;
 
   /** Whether a failed call of this client is worth retrying (see slackRetryHint). */
   retryHint(error: unknown): { retry: boolean; afterMs?: number } {
@@ -62,6 +84,7 @@ export class SlackApi {
       rejectRateLimitedCalls: true,
       timeout: 10_000,
     });
+    this.identityTimeoutMs = settings.identityTimeoutMs ?? IDENTITY_TIMEOUT_MS;
   }
 
   async post(
@@ -94,31 +117,57 @@ export class SlackApi {
     await this.client.views.open({ trigger_id: triggerId, view: view as never });
   }
 
-  /** Members of a user group, cached for a minute (membership changes reach the gateway within that time). */
+  /**
+   * Members of a user group, asked of Slack at every decision: membership decides who may decide, so no cached
+   * list (which could still name someone just removed) is ever used. Throws when Slack cannot tell.
+   */
   async groupMembers(groupId: string): Promise<string[]> {
-    const cached = this.groups.get(groupId);
-    if (cached && cached.until > this.now()) return cached.members;
     const reply = await this.client.usergroups.users.list({ usergroup: groupId });
-    const members = reply.users ?? [];
-    this.groups.set(groupId, { members, until: this.now() + CACHE_MS });
-    return members;
+    if (!Array.isArray(reply.users)) throw new Error(`usergroups.users.list gave no members for ${groupId}`);
+    return reply.users;
   }
 
-  /** A user's email (to recognise a grant owner named by email); undefined when Slack does not tell. */
-  async userEmail(userId: string): Promise<string | undefined> {
+  /**
+   * The email on a Slack user's profile (IdentitySource): who a Slack user is. Fails closed: an error, a rate
+   * limit, a timeout, no such user or no email on the profile throws SlackIdentityError (the app needs the
+   * users:read.email scope to see emails). A success is kept for IDENTITY_CACHE_MS; a failure is not kept.
+   */
+  async slackUserEmail(userId: string): Promise<string> {
     const cached = this.emails.get(userId);
     if (cached && cached.until > this.now()) return cached.email;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new SlackIdentityError(`Slack's users.info did not answer within ${this.identityTimeoutMs} ms`),
+          ),
+        this.identityTimeoutMs,
+      );
+    });
     try {
-      const reply = await this.client.users.info({ user: userId });
+      const reply = await Promise.race([
+        this.client.users.info({ user: userId }).catch((error: unknown) => {
+          throw new SlackIdentityError(identityProblem(error), { cause: error });
+        }),
+        timeout,
+      ]);
       const email = reply.user?.profile?.email;
-      this.emails.set(userId, { email, until: this.now() + CACHE_MS });
+      if (reply.user?.id !== undefined && reply.user.id !== userId)
+        throw new SlackIdentityError(`Slack's users.info answered for ${reply.user.id}, not ${userId}`);
+      if (typeof email !== 'string' || !email.includes('@'))
+        throw new SlackIdentityError(
+          `Slack's users.info shows no email for ${userId} (a bot, or the app lacks the users:read.email scope)`,
+        );
+      // Bounded by the workspace's size in practice; a cap keeps a flood of ids from growing it without end.
+      if (this.emails.size >= 10_000) this.emails.clear();
+      this.emails.set(userId, { email, until: this.now() + IDENTITY_CACHE_MS });
       return email;
     } catch (error) {
-      this.logger.debug(
-        { err: (error as Error).message, userId },
-        'slack: users.info failed; owner matched on id and handle only',
-      );
-      return undefined;
+      this.logger.warn({ err: (error as Error).message, userId }, 'slack: identity unknown');
+      throw error;
+    } finally {
+      clearTimeout(timer);
     }
   }
 }

@@ -18,11 +18,17 @@ export const OWNER_EMAIL = 'olga@example.com';
 export const sha = (token: string): string => createHash('sha256').update(token).digest('hex');
 export const text = (result: CallToolResult): string => (result.content[0] as { text: string }).text;
 
+/** The workspace and app the fake Slack's payloads come from (clickPayload, rejectSubmission). */
+export const TEAM_ID = 'T1';
+export const APP_ID = 'A1';
+
 export function slackEnv(apiUrl: string): NodeJS.ProcessEnv {
   return {
     SLACK_BOT_TOKEN: 'xoxb-test-token',
     SLACK_SIGNING_SECRET: SIGNING_SECRET,
     SLACK_API_URL: apiUrl,
+    SLACK_TEAM_ID: TEAM_ID,
+    SLACK_APP_ID: APP_ID,
     COUNTERSIGN_ADMIN_TOKEN: ADMIN_TOKEN,
   };
 }

@@ -23,6 +23,8 @@ export interface ScriptedReply {
   status: number;
   body?: Record<string, unknown>;
   headers?: Record<string, string>;
+  /** Answer only after this long (a Slack that hangs). */
+  delayMs?: number;
 }
 
 export interface FakeSlack {
@@ -31,7 +33,11 @@ export interface FakeSlack {
   calls: SlackCall[];
   /** Answers the next calls of `method` with these replies, in order, before answering normally again. */
   failNext(method: string, replies: ScriptedReply[]): void;
-  /** Members of user groups (usergroups.users.list) and emails of users (users.info). */
+  /**
+   * Members of user groups (usergroups.users.list) and emails of users (users.info). A user with no entry in
+   * `emails` has the profile email `<id in lower case>@example.com` (Slack shows every member's email to an
+   * app with the users:read.email scope); script users.info with failNext for one without.
+   */
   groups: Map<string, string[]>;
   emails: Map<string, string>;
   callsOf(method: string): SlackCall[];
@@ -67,6 +73,9 @@ function parseFields(raw: string, contentType: string | undefined): Record<strin
   return out;
 }
 
+/** The profile email the fake gives a user it has no email for. */
+export const defaultEmail = (userId: string): string => `${userId.toLowerCase()}@example.com`;
+
 export async function startFakeSlack(): Promise<FakeSlack> {
   const calls: SlackCall[] = [];
   const scripted = new Map<string, ScriptedReply[]>();
@@ -89,8 +98,8 @@ export async function startFakeSlack(): Promise<FakeSlack> {
       case 'usergroups.users.list':
         return { ok: true, users: groups.get(String(body.usergroup)) ?? [] };
       case 'users.info': {
-        const email = emails.get(String(body.user));
-        return { ok: true, user: { id: body.user, profile: email ? { email } : {} } };
+        const email = emails.get(String(body.user)) ?? defaultEmail(String(body.user));
+        return { ok: true, user: { id: body.user, profile: { email } } };
       }
       case 'apps.connections.open':
         return { ok: true, url: `ws://127.0.0.1:${port}/socket` };
@@ -118,8 +127,13 @@ export async function startFakeSlack(): Promise<FakeSlack> {
         status: reply.status,
       });
       for (const wake of [...waiters]) wake();
-      res.writeHead(reply.status, { 'content-type': 'application/json', ...(reply.headers ?? {}) });
-      res.end(JSON.stringify(reply.body ?? { ok: false, error: 'scripted_failure' }));
+      const answer = (): void => {
+        if (res.destroyed) return;
+        res.writeHead(reply.status, { 'content-type': 'application/json', ...(reply.headers ?? {}) });
+        res.end(JSON.stringify(reply.body ?? { ok: false, error: 'scripted_failure' }));
+      };
+      if (reply.delayMs) setTimeout(answer, reply.delayMs).unref();
+      else answer();
     });
   });
   // Socket Mode: the app connects here after apps.connections.open; Slack greets with "hello".
