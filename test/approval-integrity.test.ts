@@ -39,6 +39,12 @@ function policy(changes: Record<string, unknown> = {}): Record<string, unknown> 
         action: 'require_approval',
         approval: { reviewers, wait: 'hold', timeout: '5m', max_pending: 50 },
       },
+      // Paced: one call per 4 s window, so an approved call can wait for its window.
+      ListClusters: {
+        action: 'require_approval',
+        limits: [{ counter: 'list', window: 4, max: 1, scope: 'grant' }],
+        approval: { reviewers, wait: 'hold', timeout: '5m', max_pending: 50 },
+      },
       ...changes,
     },
   };
@@ -221,6 +227,32 @@ describe('approval integrity: the policy in force decides, and a result is hande
       expect(decisionOf(result).reason).toBe('policy_changed');
       expect((await client.experimental.tasks.getTask(created.task.taskId)).status).toBe('failed');
       expect(await ran('CloneContainerToECR', 'tasked')).toBe(0);
+    } finally {
+      await reload(policy());
+    }
+  });
+
+  it('an approved call waiting for its rate window is refused by a reload that lands during the wait', async () => {
+    const client = await agent();
+    // Start early in a 4 s window (windows are aligned to UTC), so that the second call must wait for the next.
+    await new Promise((r) => setTimeout(r, 4000 - (Date.now() % 4000) + 50));
+    // Both parked while the window is free (a call over its limit is refused before anyone is asked).
+    const first = client.callTool({ name: 'ListClusters', arguments: { id: 'window-1' } });
+    const second = client.callTool({
+      name: 'ListClusters',
+      arguments: { id: 'window-2' },
+    }) as Promise<CallToolResult>;
+    const firstId = await pendingFor('ListClusters', 'window-1');
+    const secondId = await pendingFor('ListClusters', 'window-2');
+    // The first fills the window; the second, approved next, waits for the next one (up to 4 s).
+    await approve(firstId);
+    expect(((await first) as CallToolResult).isError).toBeFalsy();
+    await approve(secondId);
+    await reload(policy({ ListClusters: { action: 'deny', reason: 'listing is off' } }));
+    try {
+      const result = await second;
+      expect(decisionOf(result).reason).toBe('policy_changed');
+      expect(await ran('ListClusters', 'window-2')).toBe(0);
     } finally {
       await reload(policy());
     }

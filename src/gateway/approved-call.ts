@@ -15,6 +15,7 @@ import type { UpstreamConnection } from '../upstream/connection.js';
 import { refusal } from './answers.js';
 import type { RefusalDetail } from './answers.js';
 import { recheckApproved } from './approval-recheck.js';
+import type { Recheck } from './approval-recheck.js';
 import { writeAudit } from './audit-write.js';
 import { auditAllowed, decisionEvent, forward } from './pipeline.js';
 import type { EventBase } from './pipeline.js';
@@ -62,17 +63,8 @@ function refused(detail: RefusalDetail): Execution {
 
 export async function executeApproved(run: ApprovedRun): Promise<Execution> {
   const { services, record } = run;
-  const recheck = recheckApproved(
-    record,
-    services.config.grants.find((g) => g.id === record.grant),
-    services.policies.resolve(record.server, record.grant),
-  );
-  if (!recheck.ok) {
-    // Audited as the call's decision, and kept as its outcome: the approval is used up, the call never runs.
-    await writeAudit(services, decisionEvent(services.now(), run.base, 'deny', recheck.detail, []));
-    services.metrics.calls.inc({ server: record.server, decision: 'deny', reason: recheck.detail.reason });
-    return { outcome: 'refused', result: refusal(record.server, record.tool, recheck.detail) };
-  }
+  const recheck = inForce(run);
+  if (!recheck.ok) return refuseChanged(run, recheck.detail);
   let upstream: ApprovedUpstream;
   try {
     upstream = await run.upstream();
@@ -91,6 +83,12 @@ export async function executeApproved(run: ApprovedRun): Promise<Execution> {
       return { outcome: 'not_started', result: refused(reservation).result };
     return refused(reservation);
   }
+  // A reload during the wait for a rate window applies too: checked again just before the call goes.
+  const still = inForce(run);
+  if (!still.ok) {
+    await services.limits.release(reservation).catch(() => undefined);
+    return refuseChanged(run, still.detail);
+  }
   // Fence: after a long wait for a rate window (or a Redis outage), the claim may have been declared orphaned
   // and the call reported interrupted. Then it must not run.
   const start = await startFenced(services, record.id, run.claimant, reservation.at);
@@ -106,7 +104,7 @@ export async function executeApproved(run: ApprovedRun): Promise<Execution> {
   const audited = await auditAllowed(
     services,
     run.base,
-    recheck.rule,
+    still.rule,
     `approved by ${approvedBy} (approval ${record.id})`,
     reservation,
     'approved',
@@ -114,7 +112,7 @@ export async function executeApproved(run: ApprovedRun): Promise<Execution> {
   if (!audited) return refused({ reason: 'audit_unavailable', message: 'the audit trail cannot be written' });
   if (record.decidedAt)
     services.metrics.resumeDelay.observe(Math.max(0, services.now() - record.decidedAt) / 1000);
-  const forwarded = await forward(services, run.base, recheck.rule, reservation, upstream.connection, {
+  const forwarded = await forward(services, run.base, still.rule, reservation, upstream.connection, {
     params: run.params,
     signal: run.callSignal,
     ...(upstream.upstreamTask ? { upstreamTask: true } : {}),
@@ -122,6 +120,24 @@ export async function executeApproved(run: ApprovedRun): Promise<Execution> {
   // The params carry no task, so the upstream answers with a result, never a task of its own.
   const outcome = forwarded.outcome === 'task_created' ? 'upstream_error' : forwarded.outcome;
   return { result: forwarded.result, outcome };
+}
+
+/** The grant and the policy in force now, for this approved call (see approval-recheck.ts). */
+function inForce(run: ApprovedRun): Recheck {
+  const { services, record } = run;
+  return recheckApproved(
+    record,
+    services.config.grants.find((g) => g.id === record.grant),
+    services.policies.resolve(record.server, record.grant),
+  );
+}
+
+/** Audited as the call's decision, and kept as its outcome: the approval is used up, the call never runs. */
+async function refuseChanged(run: ApprovedRun, detail: RefusalDetail): Promise<Execution> {
+  const { services, record } = run;
+  await writeAudit(services, decisionEvent(services.now(), run.base, 'deny', detail, []));
+  services.metrics.calls.inc({ server: record.server, decision: 'deny', reason: detail.reason });
+  return { outcome: 'refused', result: refusal(record.server, record.tool, detail) };
 }
 
 /**
