@@ -28,8 +28,10 @@ export const auditEventSchema = z.object({
    * (at start and after each reload), with their hashes in `message`. For both, server and tool are empty.
    * `approval`: a step of a human approval (reason approval_requested, approval_vote, approved, rejected,
    * expired, cancelled, reviewer_refused), with `approvalId` and, for a person's action, `reviewer`.
+   * `protocol`: a JSON-RPC message refused before any policy decision (see gateway/protocol-refusal.ts),
+   * with `method`; its strings are bounded in size and it keeps no params.
    */
-  type: z.enum(['decision', 'result', 'auth', 'policy', 'approval']),
+  type: z.enum(['decision', 'result', 'auth', 'policy', 'approval', 'protocol']),
   callId: z.ulid(),
   grant: z.string(),
   owner: z.string(),
@@ -56,6 +58,8 @@ export const auditEventSchema = z.object({
   approvalId: z.string().optional(),
   /** Approval events: who acted ("U123 (alice)" from Slack, or the name given to the API). */
   reviewer: z.string().optional(),
+  /** Protocol events: the JSON-RPC method refused (cut to at most 128 characters). */
+  method: z.string().optional(),
 });
 
 export type AuditEvent = z.infer<typeof auditEventSchema>;

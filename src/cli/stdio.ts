@@ -51,6 +51,6 @@ export async function stdio(configFile: string, grantId: string | undefined, log
     process.stdin.once('end', () => void finish());
     process.once('SIGTERM', () => void finish());
     process.once('SIGINT', () => void finish());
-    void session.server.connect(transport);
+    void session.connect(transport);
   });
 }

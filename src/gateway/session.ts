@@ -28,21 +28,31 @@ import {
   UnsubscribeRequestSchema,
 } from '@modelcontextprotocol/sdk/types.js';
 import type {
+  CallToolResult,
   ClientCapabilities,
+  CreateTaskResult,
   Implementation,
+  JSONRPCMessage,
   JSONRPCRequest,
   Notification,
+  Progress,
   RequestId,
   Result,
   ServerCapabilities,
   Tool,
 } from '@modelcontextprotocol/sdk/types.js';
+import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
+import { z } from 'zod';
 import type { ServerEntry } from '../config/load.js';
 import { findRule, isHidden } from '../policy/decide.js';
 import { UpstreamConnection } from '../upstream/connection.js';
 import { ToolCatalog } from './catalog.js';
-import { handle } from './handlers.js';
+import { handlerRegistrar } from './handlers.js';
+import { allowedMethod, boundedText, isAllowedMethod } from './methods.js';
+import { auditProtocolRefusal, MAX_METHOD_CHARS } from './protocol-refusal.js';
+import type { ProtocolRefusal } from './protocol-refusal.js';
 import { exposedTaskSupport, handleToolCall, upstreamTaskSupport } from './pipeline.js';
+import type { DownstreamCall } from './pipeline.js';
 import { GatewayTasks } from './tasks.js';
 import type { CallerIdentity, GatewayServices } from './services.js';
 import { UpstreamRouter } from './router.js';
@@ -110,6 +120,7 @@ export class GatewaySession {
       markReady = resolve;
     });
     for (const entry of options.servers) {
+      const logger = services.logger.child({ server: entry.name, session: options.caller.sessionId });
       // The client's own task support is not offered upstream: the gateway does not relay client-side tasks.
       const { tasks: _clientTasks, ...clientCapabilities } = options.clientCapabilities;
       const connection = new UpstreamConnection(
@@ -117,19 +128,36 @@ export class GatewaySession {
         options.clientInfo,
         clientCapabilities,
         {
+          // Only allow-listed methods travel back to the client (ping, cancellation and progress are handled
+          // before this): an unknown request gets -32601, an unknown notification is dropped.
           notification: async (n) => {
+            if (!isAllowedMethod('serverNotifications', n.method)) {
+              logger.debug(
+                { method: boundedText(n.method, MAX_METHOD_CHARS) },
+                'upstream notification dropped',
+              );
+              return;
+            }
             await sessionReady;
             await ref.session?.fromUpstream(entry.name, n);
           },
           request: async (r, signal) => {
+            if (!isAllowedMethod('serverRequests', r.method)) {
+              const method = boundedText(r.method, MAX_METHOD_CHARS);
+              logger.debug({ method }, 'upstream request refused');
+              throw new McpError(
+                ErrorCode.MethodNotFound,
+                `Method not found: ${method} (the gateway relays only the MCP requests it knows to its client)`,
+              );
+            }
             await sessionReady;
             if (!ref.session)
               throw new McpError(ErrorCode.InternalError, 'the downstream session could not be opened');
-            return ref.session.requestFromUpstream(r, signal);
+            return ref.session.requestFromUpstream(entry.name, r, signal);
           },
           reconnected: () => ref.session?.upstreamReconnected(entry.name),
         },
-        services.logger.child({ server: entry.name, session: options.caller.sessionId }),
+        logger,
       );
       connections.set(entry.name, connection);
     }
@@ -152,17 +180,20 @@ export class GatewaySession {
 
   private registerHandlers(caps: ServerCapabilities): void {
     const { router } = this;
+    // (tools/call is checked by the SDK before any handler runs: see connect().)
+    const on = handlerRegistrar(this.server, (request, message) =>
+      this.refused({ method: request.method, reason: 'invalid_params', message }),
+    );
 
     if (caps.tools) {
-      handle(this.server, ListToolsRequestSchema, async () => ({ tools: await this.visibleTools() }));
+      on(ListToolsRequestSchema, async () => ({ tools: await this.visibleTools() }));
       // Tracked from start to answer, so that shutdown waits for calls still on their way through.
-      handle(this.server, CallToolRequestSchema, (request, extra) =>
+      on(CallToolRequestSchema, (request, extra) =>
         this.services.inflight.track(async () => {
           this.openRequests.add(extra.requestId);
           try {
             const token = request.params._meta?.progressToken;
-            const result = await handleToolCall(this.services, this.caller, this.catalog, this.connections, {
-              params: request.params,
+            const result = await this.policedCall(request.params, {
               signal: extra.signal,
               sessionSignal: this.lifetime.signal,
               ...(token !== undefined
@@ -188,24 +219,24 @@ export class GatewaySession {
         }),
       );
       const upstreams = (server: string): UpstreamConnection | undefined => this.connections.get(server);
-      handle(this.server, GetTaskRequestSchema, async (request, extra) =>
+      on(GetTaskRequestSchema, async (request, extra) =>
         this.tasks.get(this.caller, request.params.taskId, upstreams, extra.signal),
       );
-      handle(this.server, GetTaskPayloadRequestSchema, async (request, extra) =>
+      on(GetTaskPayloadRequestSchema, async (request, extra) =>
         this.tasks.result(this.caller, request.params.taskId, upstreams, extra.signal),
       );
-      handle(this.server, ListTasksRequestSchema, async (request, extra) =>
+      on(ListTasksRequestSchema, async (request, extra) =>
         this.tasks.list(this.caller, request.params?.cursor, upstreams, extra.signal),
       );
-      handle(this.server, CancelTaskRequestSchema, async (request, extra) =>
+      on(CancelTaskRequestSchema, async (request, extra) =>
         this.tasks.cancel(this.caller, request.params.taskId, upstreams, extra.signal),
       );
     }
     if (caps.resources) {
-      handle(this.server, ListResourcesRequestSchema, async (request, extra) =>
+      on(ListResourcesRequestSchema, async (request, extra) =>
         router.list('resources/list', 'resources', request.params, ListResourcesResultSchema, extra.signal),
       );
-      handle(this.server, ListResourceTemplatesRequestSchema, async (request, extra) =>
+      on(ListResourceTemplatesRequestSchema, async (request, extra) =>
         router.list(
           'resources/templates/list',
           'resourceTemplates',
@@ -214,10 +245,10 @@ export class GatewaySession {
           extra.signal,
         ),
       );
-      handle(this.server, ReadResourceRequestSchema, async (request, extra) =>
+      on(ReadResourceRequestSchema, async (request, extra) =>
         router.byUri('resources/read', request.params, ReadResourceResultSchema, extra.signal),
       );
-      handle(this.server, SubscribeRequestSchema, async (request, extra) => {
+      on(SubscribeRequestSchema, async (request, extra) => {
         const result = await router.byUri(
           'resources/subscribe',
           request.params,
@@ -227,7 +258,7 @@ export class GatewaySession {
         router.connectionForUri(request.params.uri)?.rememberSubscription(request.params.uri, true);
         return result;
       });
-      handle(this.server, UnsubscribeRequestSchema, async (request, extra) => {
+      on(UnsubscribeRequestSchema, async (request, extra) => {
         const result = await router.byUri(
           'resources/unsubscribe',
           request.params,
@@ -239,20 +270,20 @@ export class GatewaySession {
       });
     }
     if (caps.prompts) {
-      handle(this.server, ListPromptsRequestSchema, async (request, extra) =>
+      on(ListPromptsRequestSchema, async (request, extra) =>
         router.list('prompts/list', 'prompts', request.params, ListPromptsResultSchema, extra.signal),
       );
-      handle(this.server, GetPromptRequestSchema, async (request, extra) =>
+      on(GetPromptRequestSchema, async (request, extra) =>
         router.byName('prompts/get', request.params, GetPromptResultSchema, extra.signal),
       );
     }
     if (caps.completions) {
-      handle(this.server, CompleteRequestSchema, async (request, extra) =>
+      on(CompleteRequestSchema, async (request, extra) =>
         router.complete(request.params, CompleteResultSchema, extra.signal),
       );
     }
     if (caps.logging) {
-      handle(this.server, SetLevelRequestSchema, async (request, extra) => {
+      on(SetLevelRequestSchema, async (request, extra) => {
         await router.broadcast(
           'logging/setLevel',
           request.params,
@@ -263,19 +294,89 @@ export class GatewaySession {
         return {};
       });
     }
-    // Anything else (extensions, future methods) passes through unchanged when there is one upstream.
-    this.server.fallbackRequestHandler = async (request: JSONRPCRequest, extra) => {
-      const only = router.single;
-      if (!only) throw new McpError(ErrorCode.MethodNotFound, `Method not found: ${request.method}`);
-      return only.request({ method: request.method, params: request.params }, ResultSchema, {
-        signal: extra.signal,
+    // Only what is registered above is relayed: any other method (unknown, differently cased, an extension, or
+    // one of a capability no upstream offers) is refused here and never reaches an upstream.
+    this.server.fallbackRequestHandler = async (request: JSONRPCRequest) => {
+      const method = boundedText(request.method, MAX_METHOD_CHARS);
+      const message = isAllowedMethod('clientRequests', request.method)
+        ? `Method not found: ${method} (no upstream server of this endpoint offers it)`
+        : `Method not found: ${method} (the gateway relays only the MCP methods it knows, spelled exactly)`;
+      this.refused({ method: request.method, reason: 'unknown_method', message });
+      throw new McpError(ErrorCode.MethodNotFound, message);
+    };
+    // A notification gets no answer, so a refused one is only audited. Request-shaped ones (`tools/call` with
+    // no id) are refused here: a notification never runs a tool.
+    this.server.fallbackNotificationHandler = async (notification: Notification) => {
+      const allowed = allowedMethod('clientNotifications', notification.method);
+      if (allowed?.passage === 'relayed') {
+        await Promise.all(
+          [...this.connections.values()].map((c) => c.notify(notification).catch(() => undefined)),
+        );
+        return;
+      }
+      if (allowed) return;
+      this.refused({
+        method: notification.method,
+        reason: 'notification_refused',
+        message: `Notification ${boundedText(notification.method, MAX_METHOD_CHARS)} is not one the gateway relays; it was dropped`,
       });
     };
-    this.server.fallbackNotificationHandler = async (notification: Notification) => {
-      await Promise.all(
-        [...this.connections.values()].map((c) => c.notify(notification).catch(() => undefined)),
-      );
-    };
+  }
+
+  /** A tools/call through the pipeline; a task asked of a tool without task support is audited as probing. */
+  private async policedCall(
+    params: DownstreamCall['params'],
+    call: Omit<DownstreamCall, 'params'>,
+  ): Promise<CallToolResult | CreateTaskResult> {
+    try {
+      return await handleToolCall(this.services, this.caller, this.catalog, this.connections, {
+        ...call,
+        params,
+      });
+    } catch (error) {
+      if (params.task !== undefined && error instanceof McpError && error.code === ErrorCode.MethodNotFound)
+        this.refused({
+          method: 'tools/call',
+          tool: params.name,
+          reason: 'task_not_supported',
+          message: error.message,
+        });
+      throw error;
+    }
+  }
+
+  /** Audits one protocol-level refusal (bounded, without holding up the answer). */
+  private refused(refusal: Omit<ProtocolRefusal, 'caller' | 'server'>): void {
+    const parsed = refusal.tool !== undefined ? this.catalog.parse(refusal.tool) : undefined;
+    const server = parsed?.server ?? (this.connections.size === 1 ? [...this.connections.keys()][0] : '');
+    auditProtocolRefusal(this.services, {
+      ...refusal,
+      ...(parsed ? { tool: parsed.tool } : {}),
+      caller: this.caller,
+      server: server ?? '',
+    });
+  }
+
+  /**
+   * Connects the client's transport. Every message is looked at first: the SDK's Server refuses a tools/call
+   * with invalid params (-32602) before any handler of ours runs, so that refusal is audited here.
+   */
+  async connect(transport: Transport): Promise<void> {
+    transport.onmessage = (message) => this.auditInvalidToolCall(message);
+    await this.server.connect(transport);
+  }
+
+  private auditInvalidToolCall(message: JSONRPCMessage): void {
+    if (!('method' in message) || !('id' in message) || message.method !== 'tools/call') return;
+    const checked = CallToolRequestSchema.safeParse(message);
+    if (checked.success) return;
+    const name = (message.params as { name?: unknown } | undefined)?.name;
+    this.refused({
+      method: message.method,
+      ...(typeof name === 'string' ? { tool: name } : {}),
+      reason: 'invalid_params',
+      message: `Invalid params for tools/call: ${z.prettifyError(checked.error)}`,
+    });
   }
 
   /** Tools of every exposed server, less the ones the grant's policy hides; prefixed when aggregated. */
@@ -316,12 +417,30 @@ export class GatewaySession {
     });
   }
 
-  private async requestFromUpstream(request: JSONRPCRequest, signal: AbortSignal): Promise<Result> {
+  private async requestFromUpstream(
+    server: string,
+    request: JSONRPCRequest,
+    signal: AbortSignal,
+  ): Promise<Result> {
     await this.clientReady;
     const related = [...this.openRequests].pop();
+    // The client's progress on this request goes back to the upstream under the token the upstream chose.
+    const upstreamToken = request.params?._meta?.progressToken;
+    const connection = this.connections.get(server);
     return this.server.request({ method: request.method, params: request.params }, ResultSchema, {
       signal,
       ...(related !== undefined ? { relatedRequestId: related } : {}),
+      ...(upstreamToken !== undefined && connection
+        ? {
+            onprogress: (progress: Progress) =>
+              void connection
+                .notify({
+                  method: 'notifications/progress',
+                  params: { ...progress, progressToken: upstreamToken },
+                })
+                .catch(() => undefined),
+          }
+        : {}),
     });
   }
 

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import type { ServerEntry } from '../config/load.js';
 import { GatewaySession } from '../gateway/session.js';
 import type { GatewayServices } from '../gateway/services.js';
+import { auditProtocolRefusal } from '../gateway/protocol-refusal.js';
 import { BodyTooLargeError, readBody } from './body.js';
 import { clientAddress } from './auth-throttle.js';
 import { recordAuthFailure } from './auth-failure.js';
@@ -179,11 +180,17 @@ export class McpHttpEndpoint {
     const transport = new NodeStreamableTransport({
       sessionId: id,
       onsessionclosed: () => void this.drop(id),
+      onrefused: (refusal) =>
+        auditProtocolRefusal(this.services, {
+          ...refusal,
+          caller: session.caller,
+          server: endpoint === '*' ? '' : endpoint,
+        }),
     });
     const entry: HttpSession = { session, transport, endpoint, lastSeen: Date.now(), openRequests: 0 };
     this.sessions.set(id, entry);
     transport.onclose = () => void this.drop(id);
-    await session.server.connect(transport);
+    await session.connect(transport);
     this.services.logger.info({ session: id, grant: grant.id, endpoint }, 'session opened');
     await this.serve(entry, req, res, body);
   };

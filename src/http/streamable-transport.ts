@@ -39,6 +39,17 @@ export interface NodeStreamableTransportOptions {
   sseAfterMs?: number;
   /** Comment lines on open SSE streams, so proxies do not drop quiet ones. Default 15 s. */
   keepAliveMs?: number;
+  /** Told of each POST refused for its JSON-RPC content (to audit it); the answer does not wait for it. */
+  onrefused?: (refusal: TransportRefusal) => void;
+}
+
+/** A POST of this session refused for what it carried (not for its headers). */
+export interface TransportRefusal {
+  reason: 'batch_too_large' | 'duplicate_request_id' | 'invalid_message';
+  /** The first method the body named (a batch's first), or ''. */
+  method: string;
+  /** What the client was told. */
+  message: string;
 }
 
 /** One POST that carried requests: its response, in JSON or (once switched) SSE. */
@@ -162,6 +173,15 @@ function errorResponse(
   res.end(JSON.stringify({ jsonrpc: '2.0', error: { code, message }, id: null }));
 }
 
+/** The method of the first message that names one (only a string counts), or ''. */
+function firstMethod(raw: readonly unknown[]): string {
+  for (const one of raw) {
+    const method = typeof one === 'object' && one !== null ? (one as { method?: unknown }).method : undefined;
+    if (typeof method === 'string') return method;
+  }
+  return '';
+}
+
 function isJsonContentType(value: string | undefined): boolean {
   return (value ?? '').split(';', 1)[0]?.trim().toLowerCase() === 'application/json';
 }
@@ -225,18 +245,20 @@ export class NodeStreamableTransport implements Transport {
       );
     if (!isJsonContentType(req.headers['content-type']))
       return errorResponse(res, 415, -32000, 'Unsupported Media Type: Content-Type must be application/json');
-    if (Array.isArray(body) && body.length > MAX_BATCH_SIZE)
-      return errorResponse(
-        res,
-        400,
-        -32600,
-        `Invalid Request: Batch must not exceed ${MAX_BATCH_SIZE} messages`,
-      );
     const raw = Array.isArray(body) ? (body as unknown[]) : [body];
+    if (raw.length > MAX_BATCH_SIZE)
+      return this.refuse(res, -32600, raw, {
+        reason: 'batch_too_large',
+        message: `Invalid Request: Batch must not exceed ${MAX_BATCH_SIZE} messages`,
+      });
     const messages: JSONRPCMessage[] = [];
     for (const one of raw) {
       const parsed = JSONRPCMessageSchema.safeParse(one);
-      if (!parsed.success) return errorResponse(res, 400, -32700, 'Parse error: Invalid JSON-RPC message');
+      if (!parsed.success)
+        return this.refuse(res, -32700, raw, {
+          reason: 'invalid_message',
+          message: 'Parse error: Invalid JSON-RPC message',
+        });
       messages.push(parsed.data);
     }
     const initializing = messages.some((m) => 'method' in m && m.method === 'initialize');
@@ -253,12 +275,10 @@ export class NodeStreamableTransport implements Transport {
     const seen = new Set<RequestId>();
     for (const id of requestIds) {
       if (this.byRequest.has(id) || seen.has(id))
-        return errorResponse(
-          res,
-          400,
-          -32600,
-          `Invalid Request: request id ${JSON.stringify(id)} is already in use by an unanswered request of this session`,
-        );
+        return this.refuse(res, -32600, raw, {
+          reason: 'duplicate_request_id',
+          message: `Invalid Request: request id ${JSON.stringify(id).slice(0, 100)} is already in use by an unanswered request of this session`,
+        });
       seen.add(id);
     }
     for (const message of messages) this.noteCancellation(message);
@@ -293,6 +313,21 @@ export class NodeStreamableTransport implements Transport {
         });
     });
     for (const message of messages) this.onmessage?.(message);
+  }
+
+  /** Answers a refused POST with 400 and tells onrefused (the answer never waits for, or fails on, it). */
+  private refuse(
+    res: ServerResponse,
+    code: number,
+    raw: readonly unknown[],
+    refusal: Omit<TransportRefusal, 'method'>,
+  ): void {
+    errorResponse(res, 400, code, refusal.message);
+    try {
+      this.options.onrefused?.({ ...refusal, method: firstMethod(raw) });
+    } catch {
+      // auditing is best effort here: the refusal stands either way
+    }
   }
 
   /** A cancellation of an open request releases that request's place in its response. */
