@@ -1,6 +1,7 @@
 /**
- * Where people decide: Slack clicks and the approvals API both come here. Checks the reviewer, runs the one
- * atomic transition, audits the step and queues the Slack message's redraw. Nothing else changes status.
+ * Where people decide: Slack clicks and the approvals API both come here. Resolves the reviewer to a person
+ * (people.ts) and checks them (reviewers.ts), runs the one atomic transition with the person's key (one person,
+ * one vote), audits the step and queues the Slack message's redraw. Nothing else changes status.
  */
 import type { AuditEvent } from '../audit/event.js';
 import { approvalAudit } from './audit.js';

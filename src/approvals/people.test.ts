@@ -89,6 +89,15 @@ describe('resolving identifiers to people', () => {
 });
 
 describe('the people directory in the config', () => {
+  it('names the people listed with a Slack id but no email (their Slack email is unknown to the gateway)', () => {
+    const listed = new PeopleDirectory([
+      { id: 'alice', identifiers: ['U0ALICE', 'alice'] },
+      { id: 'bob', identifiers: ['U0BOB', 'bob@example.com'] },
+      { id: 'ops', identifiers: ['ops'] },
+    ]);
+    expect(listed.slackPeopleWithoutEmail()).toEqual(['alice']);
+  });
+
   const parse = (people: unknown) => configSchema.safeParse({ servers: { s: { command: 'node' } }, people });
 
   it('is optional and strict', () => {

@@ -77,6 +77,17 @@ export class PeopleDirectory {
   find(identifier: string): PersonConfig | undefined {
     return this.byIdentifier.get(normaliseIdentifier(identifier));
   }
+
+  /**
+   * People listed with a Slack user id but no email. Slack is not asked about them, so their Slack email is
+   * unknown to the gateway: a vote under that email would count as someone else's (worth a warning).
+   */
+  slackPeopleWithoutEmail(): string[] {
+    const entries = new Set(this.byIdentifier.values());
+    return [...entries]
+      .filter((e) => e.identifiers.some(isSlackUserId) && !e.identifiers.some((i) => isEmail(i.trim())))
+      .map((e) => e.id);
+  }
 }
 
 function directoryPerson(entry: PersonConfig, ...more: string[]): Person {

@@ -92,6 +92,13 @@ export function createApprovalServices(options: ApprovalServicesOptions): Approv
   jobs.start();
   const executions = new ApprovalExecutions({ redisUrl: options.redisUrl, prefix, logger });
   const processId = `${process.pid}-${newUlid()}`;
+  const directory = new PeopleDirectory(config.raw.people);
+  const emailless = directory.slackPeopleWithoutEmail();
+  if (emailless.length > 0)
+    logger.warn(
+      { people: emailless },
+      'people directory: these people have a Slack id but no email listed; list their email so a vote under it counts as theirs',
+    );
   const desk = new ApprovalDesk({
     store,
     jobs,
@@ -105,7 +112,7 @@ export function createApprovalServices(options: ApprovalServicesOptions): Approv
           throw new Error(`user group ${group} cannot be resolved without Slack`);
         },
     // Slack (users.info) is where a Slack user's email comes from; without Slack only the directory tells.
-    people: new PersonResolver(new PeopleDirectory(config.raw.people), slack),
+    people: new PersonResolver(directory, slack),
     // A task's approved call runs in the background, in whichever process takes the job.
     onApproved: async (record) => {
       // If Redis refuses the job now, the recovery sweep queues it again from the awaiting index.
