@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
 import { connectClient, startTestGateway, toyServer } from './support/gateway.js';
@@ -202,14 +203,179 @@ describe('HTTP endpoint security', () => {
     expect(res.status).toBe(404);
   });
 
-  it('serves health, readiness and metrics', async () => {
-    expect((await fetch(`${gateway.url}/healthz`)).status).toBe(200);
+  it('answers health and readiness with the status only (no versions, errors or counts)', async () => {
+    const health = await fetch(`${gateway.url}/healthz`);
+    expect(health.status).toBe(200);
+    expect(await health.text()).toBe('{"status":"ok"}');
     const ready = await fetch(`${gateway.url}/readyz`);
     expect(ready.status).toBe(200);
-    expect(await ready.json()).toMatchObject({ status: 'ready', checks: { redis: 'ok' } });
-    const metrics = await (await fetch(`${gateway.url}/metrics`)).text();
-    expect(metrics).toContain('countersign_auth_failures_total');
-    expect(metrics).toMatch(/countersign_auth_failures_total \d+/);
+    expect(await ready.text()).toBe('{"status":"ready"}');
+  });
+
+  it('keeps /metrics off on a gateway with grants and no metrics token, saying how to turn it on', async () => {
+    const res = await fetch(`${gateway.url}/metrics`, { headers: { authorization: 'Bearer token-a' } });
+    expect(res.status).toBe(404);
+    const body = await res.text();
+    expect(body).toContain('COUNTERSIGN_METRICS_TOKEN');
+    expect(body).not.toContain('countersign_');
+  });
+});
+
+/** One request with any headers (Host included, which fetch cannot set) from a chosen loopback address. */
+function raw(
+  url: string,
+  options: { path: string; headers?: Record<string, string>; localAddress?: string },
+): Promise<{ status: number; body: string; retryAfter?: string }> {
+  const { port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: options.path,
+        method: 'GET',
+        localAddress: options.localAddress ?? '127.0.0.1',
+        headers: options.headers ?? {},
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (body += chunk));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, body, retryAfter: res.headers['retry-after'] }),
+        );
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('/metrics behind COUNTERSIGN_METRICS_TOKEN', () => {
+  const METRICS = 'the-metrics-token-0123456789';
+  let gateway: TestGateway;
+  beforeAll(async () => {
+    gateway = await startTestGateway({
+      policies: { 'p.json': POLICY },
+      config: {
+        servers: { toy: toyServer('p.json') },
+        grants: [{ id: 'a', owner: 'alice', token_sha256: sha('token-a') }],
+        http: { auth_failures: { max: 3, window_seconds: 3600 } },
+      },
+      env: { COUNTERSIGN_METRICS_TOKEN: METRICS },
+    });
+  });
+  afterAll(async () => {
+    await gateway?.stop();
+  });
+
+  it('serves the metrics token only: none, a wrong one or a grant token get 401', async () => {
+    const none = await raw(gateway.url, { path: '/metrics', localAddress: '127.0.0.30' });
+    expect(none.status).toBe(401);
+    expect(none.body).toContain('COUNTERSIGN_METRICS_TOKEN');
+    for (const token of ['wrong-metrics-token-0123', 'token-a'])
+      expect(
+        (
+          await raw(gateway.url, {
+            path: '/metrics',
+            headers: { authorization: `Bearer ${token}` },
+            localAddress: '127.0.0.31',
+          })
+        ).status,
+      ).toBe(401);
+    const right = await raw(gateway.url, {
+      path: '/metrics',
+      headers: { authorization: `Bearer ${METRICS}` },
+      localAddress: '127.0.0.31',
+    });
+    expect(right.status).toBe(200);
+    expect(right.body).toMatch(/countersign_auth_failures_total \d+/);
+  });
+
+  it('refuses a foreign Host or Origin (DNS rebinding) even with the right token', async () => {
+    const { port } = new URL(gateway.url);
+    const auth = { authorization: `Bearer ${METRICS}` };
+    const host = await raw(gateway.url, {
+      path: '/metrics',
+      headers: { ...auth, host: `evil.example:${port}` },
+    });
+    expect(host.status).toBe(403);
+    expect(host.body).not.toContain('countersign_');
+    const origin = await raw(gateway.url, {
+      path: '/metrics',
+      headers: { ...auth, origin: 'https://evil.example' },
+    });
+    expect(origin.status).toBe(403);
+    expect(origin.body).not.toContain('countersign_');
+  });
+
+  it('counts wrong metrics tokens towards the same lockout as /mcp, and still serves the right token', async () => {
+    const from = '127.0.0.32';
+    const wrong = (n: number) =>
+      raw(gateway.url, {
+        path: '/metrics',
+        headers: { authorization: `Bearer guess-${n}` },
+        localAddress: from,
+      });
+    expect([(await wrong(0)).status, (await wrong(1)).status, (await wrong(2)).status]).toEqual([
+      401, 401, 401,
+    ]);
+    const locked = await wrong(3);
+    expect(locked.status).toBe(429);
+    expect(Number(locked.retryAfter)).toBeGreaterThan(0);
+    const mcp = await fetch(`${gateway.url}/mcp`, {
+      method: 'GET',
+      headers: { authorization: 'Bearer guess-mcp' },
+    });
+    // fetch sends from 127.0.0.1, another address: a plain 401 there...
+    expect(mcp.status).toBe(401);
+    // ...while from the locked-out address a wrong /mcp token is refused with 429.
+    const { port } = new URL(gateway.url);
+    const mcpFrom = await new Promise<number>((resolve, reject) => {
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port,
+          path: '/mcp',
+          method: 'GET',
+          localAddress: from,
+          headers: { authorization: 'Bearer guess-mcp' },
+        },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
+    expect(mcpFrom).toBe(429);
+    const right = await raw(gateway.url, {
+      path: '/metrics',
+      headers: { authorization: `Bearer ${METRICS}` },
+      localAddress: from,
+    });
+    expect(right.status).toBe(200);
+  });
+});
+
+describe('/metrics on the embedded default (no grants, loopback only)', () => {
+  it('is served without a token, since /mcp is too, and still refuses a foreign Host', async () => {
+    const gateway = await startTestGateway({
+      policies: { 'p.json': POLICY },
+      config: { servers: { toy: toyServer('p.json') } },
+    });
+    try {
+      const open = await raw(gateway.url, { path: '/metrics' });
+      expect(open.status).toBe(200);
+      expect(open.body).toContain('countersign_auth_failures_total');
+      const { port } = new URL(gateway.url);
+      expect(
+        (await raw(gateway.url, { path: '/metrics', headers: { host: `evil.example:${port}` } })).status,
+      ).toBe(403);
+    } finally {
+      await gateway.stop();
+    }
   });
 });
 

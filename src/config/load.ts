@@ -39,6 +39,11 @@ export interface GatewayConfig {
   slack?: SlackConfig;
   /** COUNTERSIGN_ADMIN_TOKEN: the bearer token of the approvals API; without it the API is off. */
   adminToken?: string;
+  /**
+   * COUNTERSIGN_METRICS_TOKEN: the bearer token of /metrics. Without it, /metrics is open only on a gateway
+   * without grants (loopback-only, where /mcp is open too) and off otherwise.
+   */
+  metricsToken?: string;
 }
 
 export interface SlackConfig {
@@ -183,11 +188,19 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   if (adminToken !== undefined && adminToken.length < 16) {
     issues.push({ path: '(environment)', message: 'COUNTERSIGN_ADMIN_TOKEN must be at least 16 characters' });
   }
+  const metricsToken = env.COUNTERSIGN_METRICS_TOKEN || undefined;
+  if (metricsToken !== undefined && metricsToken.length < 16) {
+    issues.push({
+      path: '(environment)',
+      message: 'COUNTERSIGN_METRICS_TOKEN must be at least 16 characters',
+    });
+  }
   if (issues.length) throw new ConfigError(file, issues);
 
   return {
     ...(slack ? { slack } : {}),
     ...(adminToken ? { adminToken } : {}),
+    ...(metricsToken ? { metricsToken } : {}),
     file,
     raw,
     servers,

@@ -151,14 +151,18 @@ export const configSchema = z
           .default(30 * 60_000),
         /** Addresses of reverse proxies whose X-Forwarded-For is believed (to find the client's address). */
         trusted_proxies: z.array(z.string().min(1)).default([]),
-        /** Wrong bearer tokens one client address may send per window before it is locked out (429). */
+        /**
+         * Wrong bearer tokens allowed per window: `max` from one client address and with one token, `global_max`
+         * from everyone. Past a limit, wrong tokens get 429 until the window ends; valid tokens are always served.
+         */
         auth_failures: z
           .object({
             max: z.number().int().positive().default(20),
             window_seconds: z.number().int().positive().default(60),
+            global_max: z.number().int().positive().default(1000),
           })
           .strict()
-          .default({ max: 20, window_seconds: 60 }),
+          .default({ max: 20, window_seconds: 60, global_max: 1000 }),
       })
       .strict()
       .default({
@@ -167,7 +171,7 @@ export const configSchema = z
         allowed_origins: [],
         session_idle_timeout_ms: 30 * 60_000,
         trusted_proxies: [],
-        auth_failures: { max: 20, window_seconds: 60 },
+        auth_failures: { max: 20, window_seconds: 60, global_max: 1000 },
       }),
     approvals: z
       .object({

@@ -14,6 +14,7 @@ import { createHttpHandler } from '../http/app.js';
 import { AuthThrottle } from '../http/auth-throttle.js';
 import { GrantAuthenticator } from '../http/guards.js';
 import { McpHttpEndpoint } from '../http/mcp-endpoint.js';
+import { metricsEndpoint } from '../http/metrics-endpoint.js';
 import { LimitCounters } from '../limits/counters.js';
 import type { Logger } from '../log/logger.js';
 import { GatewayMetrics } from '../metrics/metrics.js';
@@ -130,8 +131,12 @@ export interface RunningGateway {
 export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
   const { services, redis } = await createServices(options);
   const { config } = options;
-  const { max, window_seconds } = config.raw.http.auth_failures;
-  const throttle = new AuthThrottle(redis, config.raw.redis.prefix, max, window_seconds, services.now);
+  const throttle = new AuthThrottle(
+    redis,
+    config.raw.redis.prefix,
+    config.raw.http.auth_failures,
+    services.now,
+  );
   const mcp = new McpHttpEndpoint(
     services,
     new GrantAuthenticator(config.grants, config.anonymous),
@@ -166,6 +171,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     },
     {
       api: approvalsApi(services, config.adminToken, throttle),
+      metrics: metricsEndpoint(services, config.metricsToken, throttle),
       ...(slackReceiver?.router && slackReceiver.guard
         ? { slack: { router: slackReceiver.router, guard: slackReceiver.guard } }
         : {}),

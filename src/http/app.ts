@@ -4,8 +4,10 @@ import type { RequestHandler, Router } from 'express';
 import type { GatewayServices } from '../gateway/services.js';
 import type { McpHttpEndpoint } from './mcp-endpoint.js';
 import { dnsRebindingGuard, jsonRpcError } from './guards.js';
+import { metricsOff } from './metrics-endpoint.js';
 
 export interface Readiness {
+  /** `checks` name what failed (e.g. a Redis error); they go to the log, never to the HTTP answer. */
   check(): Promise<{ ready: boolean; checks: Record<string, string> }>;
 }
 
@@ -14,6 +16,8 @@ export interface ExtraRoutes {
   api?: Router;
   /** Slack's receiver (POST /slack/events): its own raw-body parser verifies signatures; the guard checks timestamps first. */
   slack?: { router: Router; guard: RequestHandler };
+  /** GET /metrics behind its token check (see metrics-endpoint.ts); without it /metrics answers 404. */
+  metrics?: RequestHandler;
 }
 
 /**
@@ -61,17 +65,24 @@ export function createHttpHandler(
     allowedOrigins: http.allowed_origins,
   });
 
+  // Health and readiness answer anyone (probes send any Host), so they say up/ready and nothing else:
+  // no version, no error text, no counts. Why a check failed goes to the log, once per change.
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
+  let lastChecks = '';
   app.get('/readyz', async (_req, res) => {
     const { ready, checks } = await readiness.check();
-    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', checks });
+    const shown = JSON.stringify(checks);
+    if (shown !== lastChecks) {
+      if (ready) services.logger.info({ checks }, 'ready');
+      else services.logger.warn({ checks }, 'not ready');
+      lastChecks = shown;
+    }
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready' });
   });
-  app.get('/metrics', async (_req, res) => {
-    res.setHeader('Content-Type', services.metrics.registry.contentType);
-    res.send(await services.metrics.registry.metrics());
-  });
+  // Metrics get the same Host/Origin guard as /mcp, then their own token check.
+  app.get('/metrics', guard, extra.metrics ?? metricsOff);
   if (extra.api) app.use('/api', guard, extra.api);
 
   const serveMcp = (req: IncomingMessage, res: ServerResponse, endpoint: string): void => {

@@ -9,7 +9,6 @@
  * named in the body must be allowed by the approval's policy, exactly as a Slack click: the admin token says
  * the caller is the console or the CLI, the reviewer rules say who may decide.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import express from 'express';
 import type { Request, Response, Router } from 'express';
 import { z } from 'zod';
@@ -18,9 +17,10 @@ import { APPROVAL_STATUSES } from '../approvals/record.js';
 import type { ApprovalRecord } from '../approvals/record.js';
 import { ApprovalStoreUnavailableError } from '../approvals/store.js';
 import type { GatewayServices } from '../gateway/services.js';
-import { recordAuthFailure } from './auth-failure.js';
+import { refuseWrongToken } from './auth-failure.js';
 import { clientAddress } from './auth-throttle.js';
 import type { AuthThrottle } from './auth-throttle.js';
+import { SecretToken, bearerToken } from './guards.js';
 import { BodyTooLargeError, readBody } from './body.js';
 
 /** What the API shows of an approval (the kept result is not shown; it belongs to the agent). */
@@ -69,32 +69,24 @@ export function approvalsApi(
   throttle: AuthThrottle,
 ): Router {
   const router = express.Router();
-  const tokenSha = adminToken ? createHash('sha256').update(adminToken).digest() : undefined;
+  const admin = adminToken ? new SecretToken(adminToken) : undefined;
   const trusted = new Set(services.config.raw.http.trusted_proxies);
 
   router.use(async (req, res, next) => {
-    if (!tokenSha) {
+    if (!admin) {
       res
         .status(503)
         .json({ error: 'the approvals API is off: set COUNTERSIGN_ADMIN_TOKEN (at least 16 characters)' });
       return;
     }
-    const address = clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], trusted);
-    const locked = throttle.lockout(address);
-    if (locked) {
-      res.setHeader('Retry-After', String(locked.retryAfterSeconds));
-      res.status(429).json({ error: `too many wrong tokens; retry in ${locked.retryAfterSeconds} s` });
-      return;
-    }
-    const header = req.headers.authorization ?? '';
-    const match = /^Bearer (.+)$/i.exec(header);
-    const digest = createHash('sha256')
-      .update(match?.[1] ?? '')
-      .digest();
-    if (!match || !timingSafeEqual(digest, tokenSha)) {
-      services.metrics.authFailures.inc();
-      if (await recordAuthFailure(services, throttle, address)) {
-        res.status(429).json({ error: 'too many wrong tokens' });
+    // The valid admin token is served whatever others sent: lockouts only ever refuse wrong tokens.
+    const token = bearerToken(req.headers.authorization);
+    if (!admin.matches(token)) {
+      const address = clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], trusted);
+      const refusal = await refuseWrongToken(services, throttle, address, token);
+      if (refusal.status === 429) {
+        res.setHeader('Retry-After', String(refusal.retryAfterSeconds));
+        res.status(429).json({ error: refusal.message });
         return;
       }
       res.setHeader('WWW-Authenticate', 'Bearer realm="countersign-admin"');

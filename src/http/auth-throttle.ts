@@ -1,75 +1,174 @@
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { LuaScript } from '../redis/script.js';
 
 /**
- * count_failure — one more wrong token from a client address in the current window.
- * Guarantee: the count and its expiry are set in one atomic step, shared by every gateway replica.
- *   KEYS[1]  failure counter for (address, window start)
- *   ARGV[1]  ttl in seconds (the window's remaining length plus slack)
- * Returns the new count.
+ * count_failure — one more wrong bearer token, counted three ways in the current window.
+ * Guarantee: the three counts and their expiries change in one atomic step, shared by every gateway replica.
+ *   KEYS[1]  failures from the client address in this window
+ *   KEYS[2]  failures with this token (its fingerprint) in this window
+ *   KEYS[3]  failures from everyone in this window
+ *   ARGV[1]  ttl in seconds (the window's length plus slack)
+ * Returns { address count, token count, global count }.
  */
 const COUNT_FAILURE = new LuaScript(`
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1])) end
-return count
+local counts = {}
+for i = 1, 3 do
+  local count = redis.call('INCR', KEYS[i])
+  if count == 1 then redis.call('EXPIRE', KEYS[i], tonumber(ARGV[1])) end
+  counts[i] = count
+end
+return counts
 `);
 
+/** What a lockout covers: wrong tokens from one address, one wrong token from anywhere, or every wrong token. */
+export type LockoutScope = 'address' | 'token' | 'global';
+
 export interface Lockout {
+  scope: LockoutScope;
   retryAfterSeconds: number;
 }
 
+export interface AuthFailureLimits {
+  /** Wrong tokens per window from one address, and per window with one token. */
+  max: number;
+  window_seconds: number;
+  /** Wrong tokens per window from all addresses together. */
+  global_max: number;
+}
+
+/** What counting one wrong token found. */
+export interface FailureVerdict {
+  /** The lockout the token falls under (answer 429), or none (answer 401). */
+  lockout?: Lockout;
+  /** The lockouts this very failure started (each is audited once, by the replica whose count crossed). */
+  started: LockoutScope[];
+  /** True when Redis could not be reached and the failure was counted in this process only. */
+  countedLocally: boolean;
+}
+
 /**
- * Locks out a client address that sends too many wrong bearer tokens: failures are counted in Redis
- * (fixed UTC windows, shared by replicas); an address over the limit is refused with 429 — whatever token
- * it sends — until its window ends. Checking a lockout costs nothing on the hot path (an in-memory map
- * fed by the failure path).
+ * A short fingerprint of a presented token: the first 8 bytes of its SHA-256, in hex. It only groups repeats
+ * of one wrong token; two wrong tokens sharing a fingerprint merely share a counter, and a valid token is
+ * never looked up by it. 64 bits of an unsalted hash are kept in Redis for one window, never the token.
+ */
+export function tokenFingerprint(token: string): string {
+  return createHash('sha256').update(token).digest('hex').slice(0, 16);
+}
+
+/** Past this many remembered lockouts or local counts, expired ones are forgotten (or new keys skipped). */
+const MEMORY_BOUND = 100_000;
+
+/**
+ * Throttles bearer-token guessing without letting anyone lock out a valid token. Callers check a token's
+ * validity first (constant time) and call this only for wrong tokens; a valid token never reaches it, so
+ * nobody's failures can refuse it — not on a shared loopback, not behind one NAT.
+ *
+ * A wrong token is counted (fixed UTC windows, in Redis, shared by replicas) per client address, per token
+ * fingerprint and globally. Past `max` for its address or its fingerprint, or `global_max` in total, wrong
+ * tokens are answered 429 until the window ends. A lockout once seen is remembered in memory, so a flood of
+ * wrong tokens from a locked-out address costs no Redis round trip.
+ *
+ * Why guessing stays infeasible: every guess is a wrong token and counts towards the global ceiling, whatever
+ * address it comes from, so at most `global_max` guesses per `window_seconds` reach the comparison across the
+ * whole deployment (defaults 1000 per 60 s: about 5.3·10^8 ≈ 2^29 a year). A token of 128 random bits
+ * (`openssl rand -hex 16`; `-hex 32` gives 256) is then found with probability about 2^-99 a year per grant;
+ * even the shortest admin token accepted (16 characters), if random hex (64 bits), stays at 2^-35. The
+ * per-address limit keeps one client from using up the global budget alone (and so from turning other
+ * clients' typos into 429s for long); the per-fingerprint limit stops one wrong token (a revoked token in a
+ * fleet's config, a replayed leaked one) from being repeated from many addresses.
+ *
+ * Fail closed: when Redis cannot be reached the failure is counted in this process instead (same limits, per
+ * replica), so guessing stays bounded while Redis is down; the wrong token is still refused either way.
  */
 export class AuthThrottle {
   private readonly lockedUntil = new Map<string, number>();
+  /** Counts of the current window kept in this process while Redis cannot be reached. */
+  private local = { windowStart: 0, counts: new Map<string, number>() };
 
   constructor(
     private readonly redis: Redis,
     private readonly prefix: string,
-    private readonly max: number,
-    private readonly windowSeconds: number,
+    private readonly limits: AuthFailureLimits,
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** The lockout in force for an address, if any. */
-  lockout(address: string): Lockout | undefined {
-    const until = this.lockedUntil.get(address);
-    if (until === undefined) return undefined;
+  /** The lockout (known to this process) that a wrong token from `address` with `fingerprint` falls under. */
+  lockout(address: string, fingerprint: string): Lockout | undefined {
     const now = this.now();
-    if (until <= now) {
-      this.lockedUntil.delete(address);
-      return undefined;
+    for (const [scope, key] of this.keysOf(address, fingerprint)) {
+      const until = this.lockedUntil.get(key);
+      if (until === undefined) continue;
+      if (until <= now) {
+        this.lockedUntil.delete(key);
+        continue;
+      }
+      return { scope, retryAfterSeconds: Math.ceil((until - now) / 1000) };
     }
-    return { retryAfterSeconds: Math.ceil((until - now) / 1000) };
+    return undefined;
   }
 
-  /**
-   * Counts a wrong token. Resolves with the lockout when this failure crossed the limit (`first` is true
-   * only for the failure that started it, so it is audited once). Throws when Redis cannot be reached.
-   */
-  async failure(address: string): Promise<(Lockout & { first: boolean }) | undefined> {
+  /** Counts one wrong token (never throws: without Redis it counts locally). */
+  async failure(address: string, token: string): Promise<FailureVerdict> {
+    const fingerprint = tokenFingerprint(token);
+    const known = this.lockout(address, fingerprint);
+    // Already refused: counting it again would only cost a round trip.
+    if (known) return { lockout: known, started: [], countedLocally: false };
+
     const now = this.now();
-    const windowMs = this.windowSeconds * 1000;
+    const windowMs = this.limits.window_seconds * 1000;
     const start = Math.floor(now / windowMs) * windowMs;
-    const count = Number(
-      await COUNT_FAILURE.run(
+    const keys = this.keysOf(address, fingerprint);
+    let counts: number[];
+    let countedLocally = false;
+    try {
+      const reply = await COUNT_FAILURE.run(
         this.redis,
-        [`${this.prefix}authfail:${address}:${start}`],
-        [this.windowSeconds + 5],
-      ),
-    );
-    if (count <= this.max) return undefined;
-    this.lockedUntil.set(address, start + windowMs);
-    if (this.lockedUntil.size > 100_000) this.forgetExpired(now);
-    return { retryAfterSeconds: Math.ceil((start + windowMs - now) / 1000), first: count === this.max + 1 };
+        keys.map(([, key]) => `${this.prefix}authfail:${key}:${start}`),
+        [this.limits.window_seconds + 5],
+      );
+      counts = (reply as unknown[]).map(Number);
+    } catch {
+      counts = this.countLocally(keys, start);
+      countedLocally = true;
+    }
+
+    const started: LockoutScope[] = [];
+    let lockout: Lockout | undefined;
+    for (const [i, [scope, key]] of keys.entries()) {
+      const limit = scope === 'global' ? this.limits.global_max : this.limits.max;
+      const count = counts[i] ?? 0;
+      if (count <= limit) continue;
+      this.lockedUntil.set(key, start + windowMs);
+      if (count === limit + 1) started.push(scope);
+      lockout ??= { scope, retryAfterSeconds: Math.ceil((start + windowMs - now) / 1000) };
+    }
+    if (this.lockedUntil.size > MEMORY_BOUND) this.forgetExpired(now);
+    return { ...(lockout ? { lockout } : {}), started, countedLocally };
+  }
+
+  private keysOf(address: string, fingerprint: string): [LockoutScope, string][] {
+    return [
+      ['address', `a:${address}`],
+      ['token', `t:${fingerprint}`],
+      ['global', '*'],
+    ];
+  }
+
+  private countLocally(keys: [LockoutScope, string][], start: number): number[] {
+    if (this.local.windowStart !== start) this.local = { windowStart: start, counts: new Map() };
+    const { counts } = this.local;
+    return keys.map(([scope, key]) => {
+      // Bounded memory: past the bound only the global count grows, and it alone still caps guessing.
+      if (scope !== 'global' && !counts.has(key) && counts.size >= MEMORY_BOUND) return 0;
+      const count = (counts.get(key) ?? 0) + 1;
+      counts.set(key, count);
+      return count;
+    });
   }
 
   private forgetExpired(now: number): void {
-    for (const [address, until] of this.lockedUntil) if (until <= now) this.lockedUntil.delete(address);
+    for (const [key, until] of this.lockedUntil) if (until <= now) this.lockedUntil.delete(key);
   }
 }
 

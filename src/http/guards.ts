@@ -71,6 +71,27 @@ export function dnsRebindingGuard(options: {
   };
 }
 
+/** The token of an `Authorization: Bearer <token>` header; undefined when there is none (nothing was guessed). */
+export function bearerToken(authorization: string | undefined): string | undefined {
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
+  return match?.[1];
+}
+
+const sha256 = (text: string): Buffer => createHash('sha256').update(text).digest();
+
+/** One secret bearer token (the admin or the metrics token), compared as SHA-256 digests in constant time. */
+export class SecretToken {
+  private readonly digest: Buffer;
+  constructor(token: string) {
+    this.digest = sha256(token);
+  }
+
+  matches(presented: string | undefined): boolean {
+    // Digests have one length, so the comparison's time says nothing about the token's.
+    return timingSafeEqual(sha256(presented ?? ''), this.digest) && presented !== undefined;
+  }
+}
+
 /** Finds the grant a bearer token belongs to, comparing SHA-256 digests in constant time. */
 export class GrantAuthenticator {
   constructor(
@@ -80,9 +101,9 @@ export class GrantAuthenticator {
 
   authenticate(authorization: string | undefined): Grant | undefined {
     if (this.anonymous) return LOCAL_GRANT;
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
-    if (!match?.[1]) return undefined;
-    const digest = createHash('sha256').update(match[1]).digest();
+    const token = bearerToken(authorization);
+    if (!token) return undefined;
+    const digest = sha256(token);
     let found: Grant | undefined;
     for (const grant of this.grants) {
       // Compare against every grant, so timing does not tell which (or whether one) matched early.

@@ -8,10 +8,10 @@ import type { GatewayServices } from '../gateway/services.js';
 import { auditProtocolRefusal } from '../gateway/protocol-refusal.js';
 import { BodyTooLargeError, readBody } from './body.js';
 import { clientAddress } from './auth-throttle.js';
-import { recordAuthFailure } from './auth-failure.js';
+import { refuseWrongToken } from './auth-failure.js';
 import type { AuthThrottle } from './auth-throttle.js';
 import type { GrantAuthenticator } from './guards.js';
-import { jsonRpcError } from './guards.js';
+import { bearerToken, jsonRpcError } from './guards.js';
 import { NodeStreamableTransport } from './streamable-transport.js';
 
 /** A JSON-RPC message (or batch member) whose method is initialize, valid or not. */
@@ -33,14 +33,9 @@ function invalidInitialize(res: ServerResponse, body: unknown): boolean {
   return true;
 }
 
-function tooManyFailures(res: ServerResponse, retryAfterSeconds: number): void {
-  res.setHeader('Retry-After', String(retryAfterSeconds));
-  jsonRpcError(
-    res,
-    429,
-    -32001,
-    `Too many wrong bearer tokens from this address; retry after ${retryAfterSeconds} s`,
-  );
+function tooManyFailures(res: ServerResponse, refusal: { retryAfterSeconds: number; message: string }): void {
+  res.setHeader('Retry-After', String(refusal.retryAfterSeconds));
+  jsonRpcError(res, 429, -32001, refusal.message);
 }
 
 interface HttpSession {
@@ -80,21 +75,21 @@ export class McpHttpEndpoint {
       jsonRpcError(res, 404, -32000, `No upstream server named "${endpoint}"`);
       return;
     }
-    const address = clientAddress(
-      req.socket.remoteAddress,
-      req.headers['x-forwarded-for'],
-      this.trustedProxies,
-    );
-    const locked = this.throttle.lockout(address);
-    if (locked) {
-      tooManyFailures(res, locked.retryAfterSeconds);
-      return;
-    }
+    // A valid token is served whatever others sent: lockouts only ever refuse wrong tokens.
     const grant = this.auth.authenticate(req.headers.authorization);
     if (!grant) {
-      this.services.metrics.authFailures.inc();
-      if (await this.lockedOutNow(address))
-        return tooManyFailures(res, this.throttle.lockout(address)?.retryAfterSeconds ?? 1);
+      const address = clientAddress(
+        req.socket.remoteAddress,
+        req.headers['x-forwarded-for'],
+        this.trustedProxies,
+      );
+      const refusal = await refuseWrongToken(
+        this.services,
+        this.throttle,
+        address,
+        bearerToken(req.headers.authorization),
+      );
+      if (refusal.status === 429) return tooManyFailures(res, refusal);
       res.setHeader('WWW-Authenticate', 'Bearer realm="countersign"');
       jsonRpcError(
         res,
@@ -194,10 +189,6 @@ export class McpHttpEndpoint {
     this.services.logger.info({ session: id, grant: grant.id, endpoint }, 'session opened');
     await this.serve(entry, req, res, body);
   };
-
-  private lockedOutNow(address: string): Promise<boolean> {
-    return recordAuthFailure(this.services, this.throttle, address);
-  }
 
   private async serve(
     entry: HttpSession,

@@ -36,6 +36,12 @@ export class GatewayMetrics {
     help: 'Requests refused for a missing or wrong bearer token.',
     registers: [this.registry],
   });
+  readonly authLockouts = new Counter({
+    name: 'countersign_auth_lockouts_total',
+    help: 'Wrong-token lockouts started here, by scope (address, token fingerprint, global ceiling).',
+    labelNames: ['scope'] as const,
+    registers: [this.registry],
+  });
 
   readonly approvals = new Counter({
     name: 'countersign_approvals_total',
