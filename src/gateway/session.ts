@@ -74,8 +74,9 @@ const GATEWAY_INFO: Implementation = { name: 'countersign', version: '0.1.0' };
 
 /**
  * One downstream MCP session: a Server facing the client, and one upstream connection per exposed server.
- * Tool calls go through the pipeline; everything else is relayed (routed by name or URI when several
- * servers are aggregated), including requests and notifications the upstream sends back.
+ * Tool calls go through the pipeline; the other methods on the allow-list (methods.ts) are relayed (routed by
+ * name or URI when several servers are aggregated), in both directions. Anything else is refused where it
+ * arrives and audited as a protocol refusal (protocol-refusal.ts); it never reaches the other side.
  */
 export class GatewaySession {
   readonly server: Server;

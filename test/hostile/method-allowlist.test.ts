@@ -413,7 +413,7 @@ describe('only allow-listed methods cross the gateway', () => {
       for (const event of events) expectBounded(event);
     });
 
-    it('an oversized batch and duplicate ids: one event each, never forwarded', async () => {
+    it('an oversized batch, duplicate ids and a non-JSON-RPC member: one event each, never forwarded', async () => {
       const session = await open('/mcp/rec');
       const secret = marker('batch');
       const oversized = Array.from({ length: MAX_BATCH_SIZE + 1 }, (_, i) => ({
@@ -432,12 +432,21 @@ describe('only allow-listed methods cross the gateway', () => {
       const duplicated = await session.post(JSON.stringify(duplicates));
       expect(duplicated.status).toBe(400);
       expect(errorOf(duplicated.messages)?.code).toBe(-32600);
+      const notJsonRpc = await session.post(
+        JSON.stringify([
+          { jsonrpc: '2.0', id: 8, method: 'tools/call', params: { name: 'echo', arguments: { secret } } },
+          { secret },
+        ]),
+      );
+      expect(notJsonRpc.status).toBe(400);
+      expect(errorOf(notJsonRpc.messages)?.code).toBe(-32700);
       await barrier(session, recFile);
       expect(await reachedUpstream([recFile], secret)).toBe(false);
-      const events = await protocolEvents(session.id, 2);
+      const events = await protocolEvents(session.id, 3);
       expect(events.map((e) => [e.reason, e.method, e.server])).toEqual([
         ['batch_too_large', 'tools/call', 'rec'],
         ['duplicate_request_id', 'tools/call', 'rec'],
+        ['invalid_message', 'tools/call', 'rec'],
       ]);
       for (const event of events) expectBounded(event);
     });
