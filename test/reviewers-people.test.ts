@@ -21,7 +21,8 @@ const OLGA: SlackUser = { id: 'U0OLGA', username: 'olga' };
 
 /** Alice is in the directory (no users.info needed); the others are known by their Slack profile email. */
 const PEOPLE = [{ id: 'alice', identifiers: ['U0ALICE', 'alice', 'alice@corp.example', 'alice.smith'] }];
-const reviewers = ['U0ALICE', 'U0BOB', 'erin@example.com', 'olga@example.com', 'U0OLGA'];
+// "bob" is also listed as a local name (for the CLI) that nothing ties to U0BOB but his Slack handle.
+const reviewers = ['U0ALICE', 'U0BOB', 'bob', 'erin@example.com', 'olga@example.com', 'U0OLGA'];
 const POLICY = {
   version: '1',
   default: 'deny',
@@ -224,14 +225,31 @@ describe('reviewers are people, not identifiers', () => {
         'quorum',
       );
       expect((await approveViaApi(byEmail, 'U0BOB')).json).toMatchObject({ status: 'approved', votes: 2 });
-      // The approvers set counts people.
-      expect((await redis.smembers(`${gateway.prefix}approval:${byEmail}:approvers`)).sort()).toEqual([
+      // The approvers set counts people (and keeps every identifier that could be theirs, as `id:` tokens).
+      const approvers = await redis.smembers(`${gateway.prefix}approval:${byEmail}:approvers`);
+      expect(approvers.filter((m) => !m.startsWith('id:')).sort()).toEqual([
         'email:erin@example.com',
         'email:u0bob@example.com',
       ]);
     } finally {
       redis.disconnect();
     }
+  });
+
+  it('a look-alike counts as the same person for quorum: Slack handle "bob" and API name "bob" vote once', async () => {
+    const id = await park('email', 'ListClusters', 'quorum-look-alike');
+    await click(id, BOB);
+    expect(await told(BOB)).toBe('approval counted: 1 of 2');
+    // Nothing proves the CLI's "bob" is U0BOB (handle bob), nor that he is not: one vote is the safe count.
+    const twice = await approveViaApi(id, 'bob');
+    expect(twice.status).toBe(409);
+    expect(twice.json.code).toBe('already_voted');
+    expect(await record(id)).toMatchObject({ status: 'pending', votes: 1 });
+    // Someone else completes the quorum.
+    expect((await approveViaApi(id, 'erin@example.com')).json).toMatchObject({
+      status: 'approved',
+      votes: 2,
+    });
   });
 
   it('an API reviewer whose identity cannot be established gets 503 identity_unknown and nothing counts', async () => {

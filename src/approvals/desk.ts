@@ -97,6 +97,8 @@ export class ApprovalDesk {
       reason.slice(0, 1000),
       now(),
       who.person.key,
+      // Fail safe for quorum: a click's handle, like every identifier of the person, marks them as having voted.
+      [...who.person.identifiers, who.id, ...(who.name ? [who.name] : [])],
     );
     switch (result.kind) {
       case 'unknown':

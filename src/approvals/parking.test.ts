@@ -181,7 +181,7 @@ describe('Parking: holding requests, and letting them go', () => {
     it("a tasked approval: the result is the task's alone; a request waiting as well is told it was used", async () => {
       const p = parking();
       const { id, outcome } = await approvedWhileHeld(p, true);
-      expect(outcome.kind).toBe('consumed');
+      expect(outcome).toMatchObject({ kind: 'consumed' });
       expect(await redis.hget(`${prefix}approval:${id}`, 'taskResult')).toContain(`ran ${id}`);
       // Not kept for a retry either: single use.
       expect(await redis.hget(`${prefix}approval:${id}`, 'result')).toBeNull();

@@ -60,6 +60,8 @@ return { 0, ARGV[4] }
  *   ARGV[4] reason (may be empty)  ARGV[5] now (ms)  ARGV[6] events channel  ARGV[7] id
  *   ARGV[8] voter key: the person an approve vote counts for (so one person counts once whatever identifier
  *           they voted under); defaults to ARGV[2]
+ *   ARGV[9..] more tokens of the voter ("id:<identifier>", lower case): every identifier that is, or looks like,
+ *           theirs; a later voter sharing any token is taken for the same person
  * Returns
  *   { 0, status }                         decided now (approved, rejected, expired or cancelled)
  *   { 1, votes }                          approval vote counted, quorum not reached yet
@@ -97,10 +99,18 @@ if now >= expiresAt then
 end
 if verdict == 'expire' then return { -4 } end
 if verdict == 'approve' then
-  if redis.call('SADD', KEYS[2], ARGV[8] or ARGV[2]) == 0 then return { -3, redis.call('SCARD', KEYS[2]) } end
+  -- A vote counts only when none of the voter's tokens (their person's key, and every identifier that could be
+  -- theirs) is already among the approvers': someone who could be the same person never counts twice.
+  local tokens = { ARGV[8] or ARGV[2] }
+  for i = 9, #ARGV do tokens[#tokens + 1] = ARGV[i] end
+  for _, token in ipairs(tokens) do
+    if redis.call('SISMEMBER', KEYS[2], token) == 1 then
+      return { -3, tonumber(redis.call('HGET', KEYS[1], 'votes') or '0') }
+    end
+  end
+  redis.call('SADD', KEYS[2], unpack(tokens))
   redis.call('EXPIRE', KEYS[2], redis.call('TTL', KEYS[1]))
-  local votes = redis.call('SCARD', KEYS[2])
-  redis.call('HSET', KEYS[1], 'votes', votes)
+  local votes = redis.call('HINCRBY', KEYS[1], 'votes', 1)
   if votes < tonumber(redis.call('HGET', KEYS[1], 'quorum')) then
     redis.call('PUBLISH', ARGV[6], ARGV[7])
     return { 1, votes }

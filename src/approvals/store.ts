@@ -85,6 +85,11 @@ export class ApprovalStoreUnavailableError extends Error {
   }
 }
 
+/** A voter's identifiers as approvers-set tokens: compared ignoring case (look-alikes count as the same person). */
+export function voterTokens(identifiers: readonly string[]): string[] {
+  return [...new Set(identifiers.map((i) => `id:${i.trim().toLowerCase()}`).filter((t) => t !== 'id:'))];
+}
+
 async function guarded<T>(work: () => Promise<T>): Promise<T> {
   try {
     return await work();
@@ -237,6 +242,8 @@ export class ApprovalStore {
     now: number,
     /** Who an approve vote counts for (a person's key, so one person votes once); defaults to reviewer.id. */
     voterKey?: string,
+    /** Every other identifier that is, or looks like, the voter's: a later voter sharing one counts no more. */
+    voterIdentifiers: readonly string[] = [],
   ): Promise<TransitionResult> {
     const record = await this.get(id);
     if (!record) return { kind: 'unknown' };
@@ -251,7 +258,17 @@ export class ApprovalStore {
           this.awaitingIndex(),
           this.binding(record),
         ],
-        [verdict, reviewer.id, reviewer.name, reason, now, this.eventsChannel, id, voterKey ?? reviewer.id],
+        [
+          verdict,
+          reviewer.id,
+          reviewer.name,
+          reason,
+          now,
+          this.eventsChannel,
+          id,
+          voterKey ?? reviewer.id,
+          ...voterTokens(voterIdentifiers),
+        ],
       ),
     )) as (number | string)[];
     switch (Number(reply[0])) {
