@@ -203,6 +203,14 @@ describe('HTTP endpoint security', () => {
     expect(res.status).toBe(404);
   });
 
+  it('does not tell a caller without a valid token which server names exist', async () => {
+    for (const name of ['toy', 'nope']) {
+      const res = await post(`${gateway.url}/mcp/${name}`, JSON.stringify(initialize));
+      expect(res.status).toBe(401);
+      expect(await res.text()).not.toContain(name);
+    }
+  });
+
   it('answers health and readiness with the status only (no versions, errors or counts)', async () => {
     const health = await fetch(`${gateway.url}/healthz`);
     expect(health.status).toBe(200);

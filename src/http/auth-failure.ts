@@ -1,7 +1,7 @@
 import { gatewayEvent, writeAudit } from '../gateway/audit-write.js';
 import type { GatewayServices } from '../gateway/services.js';
 import type { AuthThrottle, LockoutScope } from './auth-throttle.js';
-import { tokenFingerprint } from './auth-throttle.js';
+import { addressBlock, tokenFingerprint } from './auth-throttle.js';
 
 /** How to refuse a request whose bearer token matched nothing. */
 export type WrongTokenAnswer = { status: 401 } | { status: 429; retryAfterSeconds: number; message: string };
@@ -52,8 +52,10 @@ async function auditLockout(
     global: 'auth_global_ceiling',
   }[scope];
   const fingerprint = tokenFingerprint(token);
+  const block = addressBlock(address);
+  const client = block === address ? `client ${address}` : `client ${address} (counted as ${block})`;
   const message = {
-    address: `client ${address} sent more than ${max} wrong bearer tokens within ${window_seconds} s; its wrong tokens are refused (429) until the window ends`,
+    address: `${client} sent more than ${max} wrong bearer tokens within ${window_seconds} s; its wrong tokens are refused (429) until the window ends`,
     token: `the wrong bearer token with fingerprint ${fingerprint} was sent more than ${max} times within ${window_seconds} s (last from ${address}); it is refused (429) until the window ends`,
     global: `more than ${global_max} wrong bearer tokens within ${window_seconds} s from all clients (last from ${address}); every wrong token is refused (429) until the window ends`,
   }[scope];

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { createRedis } from '../redis/client.js';
 import { freePort } from '../redis/embedded.js';
 import { connectTestRedis, dropPrefix, uniquePrefix } from '../../test/support/redis.js';
-import { AuthThrottle, clientAddress, tokenFingerprint } from './auth-throttle.js';
+import { AuthThrottle, addressBlock, clientAddress, tokenFingerprint } from './auth-throttle.js';
 
 const LIMITS = { max: 3, window_seconds: 3600, global_max: 10 };
 
@@ -72,6 +72,29 @@ describe('AuthThrottle', () => {
     } finally {
       down.disconnect();
     }
+  });
+
+  it('locks out a whole /64 when its addresses take turns guessing', async () => {
+    const throttle = new AuthThrottle(redis, `${prefix}v6:`, LIMITS, now);
+    const scopes = [];
+    for (let i = 1; i <= 5; i++)
+      scopes.push((await throttle.failure(`2001:db8:5:6::${i}`, `g${i}`)).lockout?.scope);
+    expect(scopes).toEqual([undefined, undefined, undefined, 'address', 'address']);
+    expect(throttle.lockout('2001:db8:5:7::1', tokenFingerprint('x'))).toBeUndefined();
+  });
+});
+
+describe('addressBlock', () => {
+  it('counts an IPv4 address as itself and an IPv6 address by its /64, however it is written', () => {
+    expect(addressBlock('203.0.113.9')).toBe('203.0.113.9');
+    expect(addressBlock('2001:db8:1:2:aaaa::1')).toBe('2001:db8:1:2::/64');
+    expect(addressBlock('2001:DB8:1:2:ffff:ffff:ffff:ffff')).toBe('2001:db8:1:2::/64');
+    expect(addressBlock('2001:0db8:0001:0002:0:0:0:7')).toBe('2001:db8:1:2::/64');
+    expect(addressBlock('2001:db8::')).toBe('2001:db8:0:0::/64');
+    expect(addressBlock('::1')).toBe('0:0:0:0::/64');
+    expect(addressBlock('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
+    expect(addressBlock('64:ff9b::192.0.2.1')).toBe('64:ff9b:0:0::/64');
+    expect(addressBlock('unknown')).toBe('unknown');
   });
 });
 

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { isIPv6 } from 'node:net';
 import type { Redis } from 'ioredis';
 import { LuaScript } from '../redis/script.js';
 
@@ -54,6 +55,27 @@ export interface FailureVerdict {
  */
 export function tokenFingerprint(token: string): string {
   return createHash('sha256').update(token).digest('hex').slice(0, 16);
+}
+
+/**
+ * What a client address is counted as: an IPv4 address as it is, an IPv6 address by its /64 — the block one
+ * subscriber or host usually gets, through which a client can rotate addresses at will.
+ */
+export function addressBlock(address: string): string {
+  if (!isIPv6(address)) return address;
+  let text = address.split('%', 1)[0] ?? '';
+  // An embedded IPv4 tail (64:ff9b::192.0.2.1) is two hextets.
+  const v4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  if (v4) {
+    const [a, b, c, d] = v4.slice(1).map(Number) as [number, number, number, number];
+    text = `${text.slice(0, v4.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [left = '', right] = text.split('::', 2);
+  const head = left ? left.split(':') : [];
+  const tail = right ? right.split(':') : [];
+  const zeros = right === undefined ? [] : Array<string>(8 - head.length - tail.length).fill('0');
+  const hextets = [...head, ...zeros, ...tail].map((h) => parseInt(h, 16).toString(16));
+  return `${hextets.slice(0, 4).join(':')}::/64`;
 }
 
 /** Past this many remembered lockouts or local counts, expired ones are forgotten (or new keys skipped). */
@@ -149,7 +171,7 @@ export class AuthThrottle {
 
   private keysOf(address: string, fingerprint: string): [LockoutScope, string][] {
     return [
-      ['address', `a:${address}`],
+      ['address', `a:${addressBlock(address)}`],
       ['token', `t:${fingerprint}`],
       ['global', '*'],
     ];

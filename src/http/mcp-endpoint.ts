@@ -70,12 +70,8 @@ export class McpHttpEndpoint {
 
   /** Serves `/mcp` (endpoint `*`) or `/mcp/<server>` (endpoint = the server's name). */
   handle = async (req: IncomingMessage, res: ServerResponse, endpoint: string): Promise<void> => {
-    const servers = this.serversFor(endpoint);
-    if (!servers) {
-      jsonRpcError(res, 404, -32000, `No upstream server named "${endpoint}"`);
-      return;
-    }
-    // A valid token is served whatever others sent: lockouts only ever refuse wrong tokens.
+    // A valid token is served whatever others sent: lockouts only ever refuse wrong tokens. Authentication
+    // comes before the server lookup, so a caller without a token cannot list the servers by probing names.
     const grant = this.auth.authenticate(req.headers.authorization);
     if (!grant) {
       const address = clientAddress(
@@ -97,6 +93,11 @@ export class McpHttpEndpoint {
         -32001,
         'Unauthorized: a valid bearer token (Authorization: Bearer <token>) is required',
       );
+      return;
+    }
+    const servers = this.serversFor(endpoint);
+    if (!servers) {
+      jsonRpcError(res, 404, -32000, `No upstream server named "${endpoint}"`);
       return;
     }
 
