@@ -107,7 +107,7 @@ describe('countersign approvals (CLI) against a loopback gateway without Slack',
     expect(trail.stdout).toMatch(
       new RegExp(`approval\\s+allow\\s+local\\s+aws/CloneContainerToECR\\s+approved by admin \\[${id}\\]`),
     );
-  });
+  }, 60_000); // seven CLI processes (tsx from source), one after another: slow on a loaded machine
 
   it('reject with a reason reaches the agent; a wrong token and an unknown id fail clearly', async () => {
     const id = idOf(await clone('cli-rejected'));
