@@ -51,6 +51,29 @@ describe('resolving identifiers to people', () => {
     expect((await people.resolve('U0CAROL')).key).toBe('person:carol');
   });
 
+  it("a person's directory id is one of their identifiers (an owner or reviewer written as it is that person)", async () => {
+    const people = new PersonResolver(
+      new PeopleDirectory([
+        { id: 'olga', identifiers: ['U0OLGA', 'olga@example.com'] },
+        { id: 'quinn@example.com', identifiers: ['U0QUINN'] },
+      ]),
+      undefined,
+    );
+    const olga = await people.resolve('olga');
+    expect(olga.key).toBe('person:olga');
+    expect(couldBeSamePerson(olga, await people.resolve('U0OLGA'))).toBe(true);
+    expect((await people.resolve('Quinn@Example.com')).key).toBe('person:quinn@example.com');
+    expect([...(await people.resolve('U0QUINN')).identifiers]).toContain('quinn@example.com');
+    // An id that is another person's identifier would make "olga" two people: refused, naming both.
+    expect(
+      () =>
+        new PeopleDirectory([
+          { id: 'olga', identifiers: ['U0OLGA'] },
+          { id: 'oleg', identifiers: ['olga'] },
+        ]),
+    ).toThrow(/"olga" is listed for both "olga" and "oleg"/);
+  });
+
   it('emails compare ignoring case; Slack ids and local names exactly', async () => {
     const people = new PersonResolver(new PeopleDirectory([]), undefined);
     expect((await people.resolve(' Dave@Example.COM ')).key).toBe('email:dave@example.com');
@@ -94,6 +117,8 @@ describe('the people directory in the config', () => {
       { id: 'alice', identifiers: ['U0ALICE', 'alice'] },
       { id: 'bob', identifiers: ['U0BOB', 'bob@example.com'] },
       { id: 'ops', identifiers: ['ops'] },
+      // An id that is an email is their email.
+      { id: 'carol@example.com', identifiers: ['U0CAROL'] },
     ]);
     expect(listed.slackPeopleWithoutEmail()).toEqual(['alice']);
   });

@@ -4,7 +4,8 @@
  * key is what quorum counts and what self-approval compares.
  *
  * How an identifier becomes a person (in this order):
- *   1. the people directory names it                 → person:<directory id>
+ *   1. the people directory names it (a person's id
+ *      or one of their identifiers)                   → person:<directory id>
  *   2. a Slack user id (U…/W…): Slack's users.info must
  *      tell its profile email (fail closed: no email,
  *      an error, a timeout or a rate limit = unknown)  → the directory person listing that email, else email:<email>
@@ -57,18 +58,28 @@ export function normaliseIdentifier(identifier: string): string {
   return isEmail(trimmed) ? trimmed.toLowerCase() : trimmed;
 }
 
+/**
+ * Every identifier of a directory entry: its listed identifiers and its id. An operator who writes a grant owner
+ * or a reviewer as the person's id ("olga") means that person; were the id not one of their identifiers, the
+ * owner "olga" would be a stranger to Olga's own Slack click, and self-approval would pass unnoticed.
+ */
+const identifiersOf = (entry: PersonConfig): string[] => [entry.id, ...entry.identifiers];
+
 /** The configured people and their identifiers (validated by the config schema: no identifier twice). */
 export class PeopleDirectory {
   private readonly byIdentifier = new Map<string, PersonConfig>();
 
   constructor(entries: readonly PersonConfig[]) {
     for (const entry of entries) {
-      for (const identifier of entry.identifiers) {
+      for (const identifier of identifiersOf(entry)) {
         const key = normaliseIdentifier(identifier);
         const other = this.byIdentifier.get(key);
-        // The schema refuses this already; a directory built another way must not pick one silently.
+        // The schema refuses a listed identifier twice; a person's id that is another's identifier is refused
+        // here (a directory built another way must not pick one of them silently either).
         if (other && other.id !== entry.id)
-          throw new Error(`identifier "${identifier}" is listed for both "${other.id}" and "${entry.id}"`);
+          throw new Error(
+            `identifier "${identifier}" is listed for both "${other.id}" and "${entry.id}" (a person's id is one of their identifiers)`,
+          );
         this.byIdentifier.set(key, entry);
       }
     }
@@ -85,7 +96,7 @@ export class PeopleDirectory {
   slackPeopleWithoutEmail(): string[] {
     const entries = new Set(this.byIdentifier.values());
     return [...entries]
-      .filter((e) => e.identifiers.some(isSlackUserId) && !e.identifiers.some((i) => isEmail(i.trim())))
+      .filter((e) => e.identifiers.some(isSlackUserId) && !identifiersOf(e).some((i) => isEmail(i.trim())))
       .map((e) => e.id);
   }
 }
@@ -93,7 +104,7 @@ export class PeopleDirectory {
 function directoryPerson(entry: PersonConfig, ...more: string[]): Person {
   return {
     key: `person:${entry.id}`,
-    identifiers: new Set([...entry.identifiers, ...more].map(normaliseIdentifier)),
+    identifiers: new Set([...identifiersOf(entry), ...more].map(normaliseIdentifier)),
   };
 }
 
