@@ -70,7 +70,7 @@ describe('approval integrity: the policy in force decides, and a result is hande
     (await executions(log)).filter((e) => e.tool === tool && e.args.id === id).length;
   const reload = async (doc: Record<string, unknown>): Promise<void> => {
     await writePolicies(gateway.dir, { 'aws.json': doc });
-    await gateway.reloadPolicies();
+    await gateway.reload();
   };
   const pendingFor = (tool: string, marker: string): Promise<string> =>
     until(

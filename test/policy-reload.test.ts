@@ -78,8 +78,14 @@ describe('SIGHUP reloads policies', () => {
     const redis = await connectTestRedis();
     const events = await new AuditLog({ redis, prefix }).query({ type: 'policy' });
     redis.disconnect();
-    expect(events.map((e) => e.reason)).toEqual(['policies_loaded', 'policies_reloaded']);
+    expect(events.map((e) => e.reason)).toEqual([
+      'policies_loaded',
+      'grants_loaded',
+      'policies_reloaded',
+      'grants_reloaded',
+    ]);
     expect(events[0]?.message).toMatch(/^p\.json sha256=[0-9a-f]{64}$/);
-    expect(events[1]?.message).not.toBe(events[0]?.message);
+    expect(events[2]?.message).not.toBe(events[0]?.message);
+    expect(events[1]?.message).toBe('grants in force: local (owner local)');
   });
 });

@@ -22,13 +22,24 @@ export async function serve(configFile: string, logger: Logger): Promise<void> {
   );
   process.stderr.write(`Countersign gateway: ${gateway.url}/mcp  (health: ${gateway.url}/healthz)\n`);
 
+  // SIGHUP: the config file and the policies are read again; grants and policies change together (reload.ts).
   process.on('SIGHUP', () => {
-    gateway.reloadPolicies().then(
-      () => logger.info('SIGHUP: policies reloaded'),
+    gateway.reload().then(
+      (summary) =>
+        logger.info(
+          {
+            grants: summary.grants,
+            grant_changes: Object.fromEntries(
+              Object.entries(summary.changes).filter(([, ids]) => ids.length > 0),
+            ),
+            ...(summary.restartNeeded.length ? { restart_needed: summary.restartNeeded } : {}),
+          },
+          'SIGHUP: policies reloaded, and the grants with them',
+        ),
       (error: Error) =>
         logger.error(
           { err: error.message },
-          'SIGHUP: policies NOT reloaded (the previous ones stay in force)',
+          'SIGHUP: policies NOT reloaded, grants unchanged too (the previous ones stay in force)',
         ),
     );
   });

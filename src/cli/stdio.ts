@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { loadConfig } from '../config/load.js';
 import { closeApprovals } from '../gateway/approval-services.js';
 import { createServices } from '../gateway/gateway.js';
+import { reloadGateway } from '../gateway/reload.js';
 import { HeldTransport } from '../gateway/held-transport.js';
 import { GatewaySession } from '../gateway/session.js';
 import type { Logger } from '../log/logger.js';
@@ -48,6 +49,35 @@ export async function stdio(configFile: string, grantId: string | undefined, log
       resolve();
     };
     transport.onclose = () => void finish();
+    // SIGHUP reloads grants and policies as `serve` does. This process serves one grant: when a reload revokes
+    // it, the session ends (a call held for a person is let go; its approval, if given, never runs: the
+    // re-check before an approved call refuses a revoked grant in every process that reloaded). An owner
+    // changed by the reload is the owner of this session's calls from then on.
+    process.on('SIGHUP', () => {
+      let revoked = false;
+      reloadGateway(services, {
+        env: process.env,
+        onSwap: (grants) => {
+          const live = grants.find((g) => g.id === session.caller.grant.id);
+          if (live) session.caller.grant = live;
+          else revoked = true;
+        },
+      }).then(
+        (summary) => {
+          logger.info({ grants: summary.grants }, 'SIGHUP: policies reloaded, and the grants with them');
+          if (revoked) {
+            logger.warn({ grant: session.caller.grant.id }, 'grant revoked by the reload: this session ends');
+            process.exitCode = 1;
+            void finish();
+          }
+        },
+        (error: Error) =>
+          logger.error(
+            { err: error.message },
+            'SIGHUP: policies NOT reloaded, grants unchanged too (the previous ones stay in force)',
+          ),
+      );
+    });
     process.stdin.once('end', () => void finish());
     process.once('SIGTERM', () => void finish());
     process.once('SIGINT', () => void finish());

@@ -16,6 +16,7 @@ function policy(tools: Record<string, unknown>, extra: Record<string, unknown> =
 const record = {
   id: '01JAPPROVAL0000000000000000',
   grant: 'deploy-bot',
+  owner: 'olga@example.com',
   tool: 'DeleteCluster',
   args: { id: 'prod-1' },
   reviewers: ['alice', 'bob'],
@@ -74,6 +75,12 @@ describe('recheckApproved: a tightening reload applies to an approved call that 
 
   it('the grant is gone: refused', () => {
     expect(reason(recheckApproved(record, undefined, gated()))).toBe('grant_revoked');
+  });
+
+  it('the grant has another owner now (who may have approved it as a stranger): refused', () => {
+    const check = recheckApproved(record, { ...grant, owner: 'mallory@example.com' }, gated());
+    expect(reason(check)).toBe('grant_changed');
+    expect(check.ok ? '' : check.detail.message).toContain('another owner now');
   });
 
   it('a loosening never stops an approved call: more reviewers, a lower quorum, or plain allow', () => {

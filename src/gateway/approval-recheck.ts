@@ -4,7 +4,8 @@
  * at again: a reload that tightened anything since the call was parked applies to it. A pure function: the
  * caller passes the grant and the policy in force now.
  *
- * Tightening means: the grant is gone; the policy denies the call now (tool denied or hidden, an argument
+ * Tightening means: the grant is gone (revoked by a reload); the grant has another owner now (self-approval was
+ * judged against the owner recorded when the call was parked, so the new owner may have approved it); the policy denies the call now (tool denied or hidden, an argument
  * now fails `require`/`deny_if`, no policy at all); or the rule still asks for a person but with stricter
  * terms than the approval was given under — a reviewer it listed is no longer listed, it needs more
  * approvals, or it no longer allows self-approval. A loosening never skips a decision already asked for: the
@@ -21,7 +22,7 @@ export type Recheck = { ok: true; rule: RuleRef; limits: LimitSpec[] } | { ok: f
 
 type Recorded = Pick<
   ApprovalRecord,
-  'id' | 'grant' | 'tool' | 'args' | 'reviewers' | 'quorum' | 'allowSelfApproval'
+  'id' | 'grant' | 'owner' | 'tool' | 'args' | 'reviewers' | 'quorum' | 'allowSelfApproval'
 >;
 
 function refused(record: Recorded, reason: string, why: string, rule?: RuleRef): Recheck {
@@ -41,6 +42,12 @@ export function recheckApproved(
   policy: Policy | undefined,
 ): Recheck {
   if (!grant) return refused(record, 'grant_revoked', `grant ${record.grant} no longer exists`);
+  if (grant.owner !== record.owner)
+    return refused(
+      record,
+      'grant_changed',
+      `grant ${record.grant} has another owner now than when the call was parked`,
+    );
   const decision = decide(policy, { tool: record.tool, args: record.args }, { grant });
   if (decision.kind === 'deny') {
     return refused(

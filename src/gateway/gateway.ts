@@ -19,9 +19,11 @@ import { LimitCounters } from '../limits/counters.js';
 import type { Logger } from '../log/logger.js';
 import { GatewayMetrics } from '../metrics/metrics.js';
 import { createRedis, waitReady } from '../redis/client.js';
-import { gatewayEvent, writeAudit } from './audit-write.js';
+import { writeAudit } from './audit-write.js';
 import { InflightCalls } from './inflight.js';
 import { PolicyBook } from './policy-book.js';
+import { recordInForce, reloadGateway } from './reload.js';
+import type { ReloadSummary } from './reload.js';
 import { TaskStore } from '../tasks/store.js';
 import type { GatewayServices } from './services.js';
 
@@ -30,6 +32,8 @@ export interface GatewayOptions {
   redisUrl: string;
   logger: Logger;
   now?: () => number;
+  /** The environment a reload reads the config file with (`token_env` grants); default process.env. */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** The services of one gateway process, without any listener (shared by `serve` and `stdio`). */
@@ -98,32 +102,16 @@ export async function createServices(
   return { services, redis };
 }
 
-/** Writes which policies are in force (file and SHA-256 of each) to the audit trail. */
-async function recordPolicies(
-  services: GatewayServices,
-  reason: 'policies_loaded' | 'policies_reloaded',
-): Promise<void> {
-  const summary = services.policies.summary();
-  await writeAudit(
-    services,
-    gatewayEvent(services.now(), {
-      type: 'policy',
-      decision: 'allow',
-      reason,
-      message: summary.length ? summary.join('; ') : 'no policies: every call is denied',
-      subject: summary,
-    }),
-  );
-}
-
 export interface RunningGateway {
   url: string;
   services: GatewayServices;
   /**
-   * Loads every policy again and swaps them in at once. If any file is invalid, nothing changes and the
-   * error lists every problem: the gateway keeps enforcing the policies it had.
+   * Reads the config file and every policy again and swaps the grants and policies in at once (see reload.ts):
+   * a revoked grant's token is refused from the next request on, its sessions end, and its parked calls never
+   * run. If any file is invalid, nothing changes and the error lists every problem. Settings that need a restart
+   * are named in the summary (and logged) and keep their running values.
    */
-  reloadPolicies(): Promise<void>;
+  reload(): Promise<ReloadSummary>;
   /** Stops taking sessions, waits for calls in flight up to the grace period, then closes everything. */
   close(): Promise<void>;
 }
@@ -139,7 +127,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   );
   const mcp = new McpHttpEndpoint(
     services,
-    new GrantAuthenticator(config.grants, config.anonymous),
+    // Reads the grants in force at each request: a reload swaps services.config.
+    new GrantAuthenticator(() => services.config),
     throttle,
   );
   const slackApi = services.approvals.slack;
@@ -218,12 +207,14 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     })();
     return closing;
   };
-  const reloadPolicies = async (): Promise<void> => {
-    const next = await PolicyBook.load(config);
-    services.policies = next;
-    mcp.notifyToolListChanged();
-    await recordPolicies(services, 'policies_reloaded');
-  };
-  await recordPolicies(services, 'policies_loaded');
-  return { url, services, close, reloadPolicies };
+  const reload = (): Promise<ReloadSummary> =>
+    reloadGateway(services, {
+      env: options.env ?? process.env,
+      onSwap: (grants) => {
+        mcp.grantsChanged(grants);
+        mcp.notifyToolListChanged();
+      },
+    });
+  await recordInForce(services, 'loaded');
+  return { url, services, close, reload };
 }

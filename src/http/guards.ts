@@ -92,20 +92,27 @@ export class SecretToken {
   }
 }
 
-/** Finds the grant a bearer token belongs to, comparing SHA-256 digests in constant time. */
+/** The grants in force; `anonymous`: none are configured and every (loopback) client is the `local` grant. */
+export interface GrantsInForce {
+  grants: readonly Grant[];
+  anonymous: boolean;
+}
+
+/**
+ * Finds the grant a bearer token belongs to, comparing SHA-256 digests in constant time. The grants are read at
+ * each request, so a reload that revokes a grant refuses its token from the next request on.
+ */
 export class GrantAuthenticator {
-  constructor(
-    private readonly grants: readonly Grant[],
-    private readonly anonymous: boolean,
-  ) {}
+  constructor(private readonly inForce: () => GrantsInForce) {}
 
   authenticate(authorization: string | undefined): Grant | undefined {
-    if (this.anonymous) return LOCAL_GRANT;
+    const { grants, anonymous } = this.inForce();
+    if (anonymous) return LOCAL_GRANT;
     const token = bearerToken(authorization);
     if (!token) return undefined;
     const digest = sha256(token);
     let found: Grant | undefined;
-    for (const grant of this.grants) {
+    for (const grant of grants) {
       // Compare against every grant, so timing does not tell which (or whether one) matched early.
       if (grant.tokenSha256 && timingSafeEqual(digest, grant.tokenSha256) && !found) found = grant;
     }

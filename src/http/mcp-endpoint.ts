@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { InitializeRequestSchema, isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
-import type { ServerEntry } from '../config/load.js';
+import type { Grant, ServerEntry } from '../config/load.js';
+import { sameToken } from '../config/reload.js';
 import { GatewaySession } from '../gateway/session.js';
 import type { GatewayServices } from '../gateway/services.js';
 import { auditProtocolRefusal } from '../gateway/protocol-refusal.js';
@@ -45,6 +46,13 @@ interface HttpSession {
   endpoint: string;
   lastSeen: number;
   openRequests: number;
+  /** POSTs not answered yet (a GET stream is not counted: it never ends on its own). */
+  postsOpen: number;
+  /**
+   * A reload revoked its grant or changed the grant's token: no request of it is served any more, and it ends
+   * once its POSTs are answered (a held call is told it was refused because the grant is gone).
+   */
+  ending: boolean;
 }
 
 /**
@@ -125,7 +133,12 @@ export class McpHttpEndpoint {
     const sessionId = req.headers['mcp-session-id'];
     if (typeof sessionId === 'string') {
       const entry = this.sessions.get(sessionId);
-      if (!entry || entry.endpoint !== endpoint || entry.session.caller.grant.id !== grant.id) {
+      if (
+        !entry ||
+        entry.ending ||
+        entry.endpoint !== endpoint ||
+        entry.session.caller.grant.id !== grant.id
+      ) {
         jsonRpcError(res, 404, -32001, 'Session not found');
         return;
       }
@@ -183,7 +196,15 @@ export class McpHttpEndpoint {
           server: endpoint === '*' ? '' : endpoint,
         }),
     });
-    const entry: HttpSession = { session, transport, endpoint, lastSeen: Date.now(), openRequests: 0 };
+    const entry: HttpSession = {
+      session,
+      transport,
+      endpoint,
+      lastSeen: Date.now(),
+      openRequests: 0,
+      postsOpen: 0,
+      ending: false,
+    };
     this.sessions.set(id, entry);
     transport.onclose = () => void this.drop(id);
     await session.connect(transport);
@@ -199,10 +220,14 @@ export class McpHttpEndpoint {
   ): Promise<void> {
     entry.lastSeen = Date.now();
     entry.openRequests += 1;
+    const post = req.method === 'POST';
+    if (post) entry.postsOpen += 1;
     // (A request whose client goes away before its answer is cancelled by the transport.)
     res.once('close', () => {
       entry.openRequests -= 1;
       entry.lastSeen = Date.now();
+      if (post) entry.postsOpen -= 1;
+      if (entry.ending && entry.postsOpen === 0) void this.drop(entry.transport.sessionId);
     });
     await entry.transport.handleRequest(req, res, body);
   }
@@ -227,6 +252,29 @@ export class McpHttpEndpoint {
     const now = Date.now();
     for (const [id, entry] of this.sessions) {
       if (entry.openRequests === 0 && now - entry.lastSeen > idleMs) await this.drop(id);
+    }
+  }
+
+  /**
+   * After a reload: sessions whose grant is still in force act with it as it is now (its owner decides
+   * self-approval and is audited); those whose grant was revoked, or whose token changed, end — at once, or
+   * when their last POST is answered. Until then every request of theirs is refused (401 or 404).
+   */
+  grantsChanged(grants: readonly Grant[]): void {
+    for (const [id, entry] of this.sessions) {
+      const caller = entry.session.caller;
+      const live = grants.find((g) => g.id === caller.grant.id);
+      if (live && sameToken(live, caller.grant)) {
+        caller.grant = live;
+        continue;
+      }
+      if (!entry.ending)
+        this.services.logger.info(
+          { session: id, grant: caller.grant.id },
+          live ? 'session ending: its grant has another token now' : 'session ending: its grant was revoked',
+        );
+      entry.ending = true;
+      if (entry.postsOpen === 0) void this.drop(id);
     }
   }
 

@@ -54,20 +54,21 @@ export async function startTestGateway(options: {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'countersign-gw-'));
   await writePolicies(dir, options.policies ?? {});
   const prefix = uniquePrefix('gw');
-  const config = parseConfig(
-    JSON.stringify({
-      listen: { host: '127.0.0.1', port: 0 },
-      redis: { prefix },
-      data_dir: dir,
-      ...options.config,
-    }),
-    path.join(dir, 'countersign.json'),
-    options.env ?? {},
-  );
+  const text = JSON.stringify({
+    listen: { host: '127.0.0.1', port: 0 },
+    redis: { prefix },
+    data_dir: dir,
+    ...options.config,
+  });
+  // Written too, so that reload() reads the config file as `serve` does on SIGHUP.
+  const file = path.join(dir, 'countersign.json');
+  await writeFile(file, text);
+  const config = parseConfig(text, file, options.env ?? {});
   const gateway = await startGateway({
     config,
     redisUrl: testRedisUrl(),
     logger: silentLogger(),
+    env: options.env ?? {},
     ...(options.now ? { now: options.now } : {}),
   });
   return {
