@@ -208,6 +208,29 @@ describe('NodeStreamableTransport (Streamable HTTP on node:http)', () => {
     await expect(h.transport.send({ jsonrpc: '2.0', id: 7, result: {} })).rejects.toThrow('No connection');
   });
 
+  it('answers a batch that cancels a request it carries itself (the rest is answered, nothing stays open)', async () => {
+    // The MCP server never answers a request once it hears it cancelled (as the SDK's Protocol does).
+    const h = await harness((message, transport) => {
+      if ('id' in message && 'method' in message && message.id !== 'a') echo(message, transport);
+    });
+    const res = await fetch(h.url, {
+      method: 'POST',
+      headers: HEADERS,
+      body: JSON.stringify([
+        request('a'),
+        { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 'a' } },
+        request('b', 'ping'),
+      ]),
+      signal: AbortSignal.timeout(5000),
+    });
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    const answers = res.headers.get('content-type')?.includes('event-stream')
+      ? sseData(text)
+      : JSON.parse(text);
+    expect(answers).toEqual([{ jsonrpc: '2.0', id: 'b', result: { echoed: 'b' } }]);
+  });
+
   it('sends messages tied to no open request on the GET stream, and allows only one GET stream', async () => {
     const h = await harness(() => undefined);
     const controller = new AbortController();

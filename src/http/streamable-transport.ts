@@ -281,8 +281,8 @@ export class NodeStreamableTransport implements Transport {
         });
       seen.add(id);
     }
-    for (const message of messages) this.noteCancellation(message);
     if (requestIds.length === 0) {
+      for (const message of messages) this.noteCancellation(message);
       res.writeHead(202);
       res.end();
       for (const message of messages) this.onmessage?.(message);
@@ -300,6 +300,8 @@ export class NodeStreamableTransport implements Transport {
       },
     );
     for (const id of requestIds) this.byRequest.set(id, stream);
+    // After the batch's own ids are registered: a batch may cancel a request it carries itself.
+    for (const message of messages) this.noteCancellation(message);
     res.once('close', () => {
       if (res.writableFinished) return;
       // The client went away before its answer was written: the answer could never reach it, so its requests
