@@ -201,6 +201,12 @@ describe('approval integrity: the policy in force decides, and a result is hande
       expect(decisionOf(retry).reason).toBe('reviewers_changed');
       expect(text(retry)).toContain('no longer lists "alice"');
       expect(await ran('DescribeCluster', 'returned')).toBe(0);
+      // The next identical retry is told the approval was used up, and truthfully why: nothing ran.
+      const again = (await (
+        await agent()
+      ).callTool({ name: 'DescribeCluster', arguments: { id: 'returned' } })) as CallToolResult;
+      expect(decisionOf(again).reason).toBe('approval_used');
+      expect(text(again)).toContain('was refused before it ran');
     } finally {
       await reload(policy());
     }

@@ -310,15 +310,11 @@ async function answer(
       // Told once: the next identical call asks again.
       await services.approvals.store.unbind(outcome.record).catch(() => undefined);
       return ctx.refuse(refusedDetail(outcome.record, ctx.decision.rule));
-    case 'consumed':
-      return ctx.refuse({
-        reason: 'approval_used',
-        message:
-          `approval ${record.id} was already used: the approved call ran once and its result was delivered to ` +
-          `another request${outcome.record.tasked ? ' (the task that waits for it)' : ''}; it is not handed out twice. ` +
-          `The audit trail has the call's result event with this approval id ` +
-          `(countersign audit query --type result --tool ${JSON.stringify(record.tool)}). Call again to ask for a new approval.`,
-      });
+    case 'consumed': {
+      // The record as it is now (the one the wait saw may predate the run): what became of the call.
+      const now = (await services.approvals.store.get(record.id).catch(() => undefined)) ?? outcome.record;
+      return ctx.refuse({ reason: 'approval_used', message: usedMessage(now) });
+    }
     case 'gone':
       return ctx.refuse({
         reason: 'approval_gone',
@@ -327,4 +323,17 @@ async function answer(
     case 'unavailable':
       return ctx.refuse(STORE_UNAVAILABLE);
   }
+}
+
+/** Why an approval cannot be used again, saying what became of its call (ran, refused, interrupted). */
+function usedMessage(record: ApprovalRecord): string {
+  const where =
+    `The audit trail has the call's events with this approval id ` +
+    `(countersign audit query --tool ${JSON.stringify(record.tool)}). Call again to ask for a new approval.`;
+  if (record.outcome === 'refused')
+    return `approval ${record.id} was already used: the approved call was refused before it ran (the policy or grant in force changed), and another request was told. ${where}`;
+  if (record.outcome === 'interrupted')
+    return `approval ${record.id} was already used: the approved call was interrupted while it ran and was not run again; another request was told. ${where}`;
+  const to = record.tasked ? 'the task that waits for it' : 'another request';
+  return `approval ${record.id} was already used: the approved call ran once and its result was delivered to ${to}; it is not handed out twice. ${where}`;
 }
