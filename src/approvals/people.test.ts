@@ -147,6 +147,21 @@ describe('the people directory in the config', () => {
       { id: 'alice', identifiers: ['b'] },
     ]);
     expect(sameId.error?.issues[0]?.message).toBe('person id "alice" is used twice');
+    // A person's id is one of their identifiers: another person listing it is the same clash, in either order.
+    for (const people of [
+      [
+        { id: 'olga', identifiers: ['U0OLGA'] },
+        { id: 'oleg', identifiers: ['Olga'] },
+      ],
+      [
+        { id: 'oleg', identifiers: ['olga'] },
+        { id: 'olga', identifiers: ['U0OLGA'] },
+      ],
+    ]) {
+      const clash = parse(people);
+      expect(clash.success).toBe(false);
+      expect(clash.error?.issues[0]?.message).toContain('is listed for both "olga" and "oleg"');
+    }
     expect(
       () =>
         new PeopleDirectory([

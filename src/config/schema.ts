@@ -76,12 +76,16 @@ const person = z
 
 /** An identifier listed for two people would make a vote count for whichever is found first: refused. */
 const people = z.array(person).superRefine((entries, ctx) => {
+  // A person's id is one of their identifiers too (an owner or reviewer may be written as it).
   const owners = new Map<string, string>();
-  const ids = new Set<string>();
   entries.forEach((entry, index) => {
-    if (ids.has(entry.id))
+    const folded = entry.id.toLowerCase();
+    const other = owners.get(folded);
+    if (other !== undefined)
       ctx.addIssue({ code: 'custom', path: [index, 'id'], message: `person id "${entry.id}" is used twice` });
-    ids.add(entry.id);
+    else owners.set(folded, entry.id);
+  });
+  entries.forEach((entry, index) => {
     entry.identifiers.forEach((identifier, at) => {
       // Case-insensitively: "Alice" and "alice" for two people is a mistake even where case matters.
       const folded = identifier.toLowerCase();
