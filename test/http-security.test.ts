@@ -44,7 +44,7 @@ describe('HTTP endpoint security', () => {
         ],
         http: { max_body_bytes: 4096 },
       },
-      env: { B_TOKEN: 'token-b' },
+      env: { B_TOKEN: 'token-b-0123456789abcdef' },
     });
   });
   afterAll(async () => {
@@ -68,7 +68,7 @@ describe('HTTP endpoint security', () => {
 
   it('accepts tokens given by hash and by environment variable', async () => {
     const a = await connectClient(`${gateway.url}/mcp`, { token: 'token-a' });
-    const b = await connectClient(`${gateway.url}/mcp`, { token: 'token-b' });
+    const b = await connectClient(`${gateway.url}/mcp`, { token: 'token-b-0123456789abcdef' });
     expect((await a.listTools()).tools.length).toBeGreaterThan(0);
     expect((await b.listTools()).tools.length).toBeGreaterThan(0);
     await a.close();
@@ -179,7 +179,7 @@ describe('HTTP endpoint security', () => {
       `${gateway.url}/mcp`,
       JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }),
       {
-        authorization: 'Bearer token-b',
+        authorization: 'Bearer token-b-0123456789abcdef',
         'mcp-session-id': sessionId,
         'mcp-protocol-version': LATEST_PROTOCOL_VERSION,
       },
@@ -432,5 +432,21 @@ describe('config validation', () => {
         {},
       ),
     ).toThrow(/\/grants\/0\/token_env: environment variable NOPE is not set/);
+  });
+
+  it('refuses a token_env token shorter than 16 characters (its length is all that keeps guessing infeasible)', () => {
+    const parse = (token: string) =>
+      parseConfig(
+        JSON.stringify({
+          servers: { s: { command: 'x' } },
+          grants: [{ id: 'g', owner: 'o', token_env: 'TOKEN' }],
+        }),
+        'c.json',
+        { TOKEN: token },
+      );
+    expect(() => parse('short-token')).toThrow(
+      /\/grants\/0\/token_env: the token in TOKEN is 11 characters; at least 16 are required/,
+    );
+    expect(parse('x'.repeat(16)).grants[0]?.id).toBe('g');
   });
 });

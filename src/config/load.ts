@@ -79,6 +79,9 @@ export class ConfigError extends Error {
   }
 }
 
+/** Shortest bearer token accepted from the environment (grants given by hash cannot be checked). */
+export const MIN_GRANT_TOKEN_LENGTH = 16;
+
 export const LOCAL_GRANT: Grant = { id: 'local', owner: 'local' };
 
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
@@ -118,6 +121,12 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
         issues.push({
           path: `/grants/${index}/token_env`,
           message: `environment variable ${g.token_env} is not set`,
+        });
+      else if (token.length < MIN_GRANT_TOKEN_LENGTH)
+        // Only a token's length keeps guessing infeasible (valid tokens are never throttled): refuse short ones.
+        issues.push({
+          path: `/grants/${index}/token_env`,
+          message: `the token in ${g.token_env} is ${token.length} characters; at least ${MIN_GRANT_TOKEN_LENGTH} are required (openssl rand -hex 32)`,
         });
       else tokenSha256 = createHash('sha256').update(token).digest();
     }

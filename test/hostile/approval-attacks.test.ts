@@ -313,7 +313,7 @@ describe('odd spellings, odd ids and mixed batches never reach an upstream', () 
         servers: { rec: recordingServer('allow-all.json', recFile) },
         grants: [{ id: 'agent', owner: 'agent-owner', token_env: 'AGENT_TOKEN' }],
       },
-      env: { AGENT_TOKEN: 'agent-token' },
+      env: { AGENT_TOKEN: 'agent-token-0123456789' },
     });
   }, 60_000);
   afterAll(async () => {
@@ -323,7 +323,9 @@ describe('odd spellings, odd ids and mixed batches never reach an upstream', () 
   });
 
   const open = async (): Promise<RawSession> => {
-    const session = await openRawSession(`${gateway.url}/mcp/rec`, { authorization: 'Bearer agent-token' });
+    const session = await openRawSession(`${gateway.url}/mcp/rec`, {
+      authorization: 'Bearer agent-token-0123456789',
+    });
     sessions.push(session);
     return session;
   };

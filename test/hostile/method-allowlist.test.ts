@@ -40,7 +40,7 @@ import type { RawSession } from './raw-mcp.js';
 import { reachedUpstream, recordingServer, waitForRecorded } from './recording.js';
 
 const ALLOW_ALL = { version: '1', default: 'allow' };
-const AGENT = { authorization: 'Bearer agent-token' };
+const AGENT = { authorization: 'Bearer agent-token-0123456789' };
 const REFUSED_METHODS = [
   'Tools/Call',
   'tools/CALL',
@@ -82,7 +82,7 @@ describe('only allow-listed methods cross the gateway', () => {
         grants: [{ id: 'agent', owner: 'agent-owner', token_env: 'AGENT_TOKEN' }],
         http: { max_body_bytes: 2 * 1024 * 1024 },
       },
-      env: { AGENT_TOKEN: 'agent-token' },
+      env: { AGENT_TOKEN: 'agent-token-0123456789' },
     });
   }, 60_000);
 

@@ -25,8 +25,8 @@ const RESTRICTED = {
   tools: { DescribeCluster: {}, count: {} },
 };
 const ALLOW_ALL = { version: '1', default: 'allow' };
-const AGENT = { authorization: 'Bearer agent-token' };
-const ADMIN = { authorization: 'Bearer admin-token' };
+const AGENT = { authorization: 'Bearer agent-token-0123456789' };
+const ADMIN = { authorization: 'Bearer admin-token-0123456789' };
 
 const HOMOGLYPHS: Record<string, string[]> = {
   a: ['\u0430', '\u03B1'],
@@ -235,7 +235,7 @@ describe('tool names cannot be bent around the policy', () => {
         ],
         http: { max_body_bytes: 2 * 1024 * 1024 },
       },
-      env: { AGENT_TOKEN: 'agent-token', ADMIN_TOKEN: 'admin-token' },
+      env: { AGENT_TOKEN: 'agent-token-0123456789', ADMIN_TOKEN: 'admin-token-0123456789' },
     });
   }, 60_000);
 
