@@ -91,17 +91,17 @@ const MEMORY_BOUND = 100_000;
  * tokens are answered 429 until the window ends. A lockout once seen is remembered in memory, so a flood of
  * wrong tokens from a locked-out address costs no Redis round trip.
  *
- * Why guessing stays infeasible: every guess is a wrong token and counts towards the global ceiling, whatever
- * address it comes from, so at most `global_max` guesses per `window_seconds` reach the comparison across the
- * whole deployment (defaults 1000 per 60 s: about 5.3·10^8 ≈ 2^29 a year). A token of 128 random bits
- * (`openssl rand -hex 16`; `-hex 32` gives 256) is then found with probability about 2^-99 a year per grant;
- * even the shortest admin token accepted (16 characters), if random hex (64 bits), stays at 2^-35. The
- * per-address limit keeps one client from using up the global budget alone (and so from turning other
- * clients' typos into 429s for long); the per-fingerprint limit stops one wrong token (a revoked token in a
- * fleet's config, a replayed leaked one) from being repeated from many addresses.
+ * What this does not do: bound guessing. Tokens are checked before this throttle (so that a valid token is
+ * never refused), which means a guess that happens to be right is served even from a locked-out address;
+ * lockouts turn wrong tokens' 401 into 429 and make a flood visible (audited once), nothing more. What keeps
+ * guessing infeasible is the token's entropy: 128 random bits (`openssl rand -hex 16`) cannot be found at any
+ * rate a gateway serves, and `token_env` tokens shorter than 16 characters are refused at start. The
+ * per-address limit keeps one client from turning everyone's typos into 429s (the global ceiling); the
+ * per-fingerprint limit marks one wrong token (a revoked token in a fleet's config, a replayed leaked one)
+ * repeated from many addresses.
  *
  * Fail closed: when Redis cannot be reached the failure is counted in this process instead (same limits, per
- * replica), so guessing stays bounded while Redis is down; the wrong token is still refused either way.
+ * replica); the wrong token is still refused either way.
  */
 export class AuthThrottle {
   private readonly lockedUntil = new Map<string, number>();
@@ -181,7 +181,7 @@ export class AuthThrottle {
     if (this.local.windowStart !== start) this.local = { windowStart: start, counts: new Map() };
     const { counts } = this.local;
     return keys.map(([scope, key]) => {
-      // Bounded memory: past the bound only the global count grows, and it alone still caps guessing.
+      // Bounded memory: past the bound only the global count grows.
       if (scope !== 'global' && !counts.has(key) && counts.size >= MEMORY_BOUND) return 0;
       const count = (counts.get(key) ?? 0) + 1;
       counts.set(key, count);
