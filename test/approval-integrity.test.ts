@@ -212,6 +212,39 @@ describe('approval integrity: the policy in force decides, and a result is hande
     }
   });
 
+  it('a reviewer a reload removed can no longer decide; one still listed can, and the call runs', async () => {
+    const client = await agent();
+    const held = client.callTool({
+      name: 'DeleteCluster',
+      arguments: { id: 'reviewer-removed' },
+    }) as Promise<CallToolResult>;
+    const id = await pendingFor('DeleteCluster', 'reviewer-removed');
+    await reload(
+      policy({
+        DeleteCluster: {
+          action: 'require_approval',
+          approval: { reviewers: ['bob'], wait: 'hold', timeout: '5m', max_pending: 50 },
+        },
+      }),
+    );
+    try {
+      const removed = await api(gateway.url, `/approvals/${id}/approve`, {
+        method: 'POST',
+        body: { reviewer: 'alice' },
+      });
+      expect(removed.status).toBe(403);
+      expect(removed.json.code).toBe('not_reviewer');
+      expect((await api(gateway.url, `/approvals/${id}`)).json.status).toBe('pending');
+      // Bob is listed before and after: his approval stands, and alice never took part.
+      await approve(id, 'bob');
+      const result = await held;
+      expect(result.isError).toBeFalsy();
+      expect(await ran('DeleteCluster', 'reviewer-removed')).toBe(1);
+    } finally {
+      await reload(policy());
+    }
+  });
+
   it('a tasked call approved after a reload that denies it does not run; the task fails with the reason', async () => {
     const client = await agent();
     const created = await client.request(

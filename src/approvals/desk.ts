@@ -32,6 +32,12 @@ export interface DeskOptions {
   people: PersonResolver;
   /** After an approval reaches its quorum (e.g. queue the background run a task waits for). */
   onApproved?: (record: ApprovalRecord) => Promise<void>;
+  /**
+   * The reviewers the policy in force lists for this approval's call, when it still asks a person; undefined
+   * when it does not say (the approval's own list then stands: a loosening never skips a decision asked for).
+   * A reviewer the approval was asked of but a reload removed can no longer decide.
+   */
+  reviewersInForce?: (record: ApprovalRecord) => readonly string[] | undefined;
   now: () => number;
 }
 
@@ -177,7 +183,12 @@ export class ApprovalDesk {
       };
     }
     const voter: Voter = { ...reviewer, person };
-    const check = await checkReviewer(record, voter, verdict, {
+    // Tightening applies at once: only reviewers listed both when it was asked and now may decide.
+    const inForce = this.options.reviewersInForce?.(record);
+    const listed = inForce
+      ? { ...record, reviewers: record.reviewers.filter((r) => inForce.includes(r)) }
+      : record;
+    const check = await checkReviewer(listed, voter, verdict, {
       groupMembers: this.options.groupMembers,
       ownerPerson: (owner) => people.resolve(owner),
     });

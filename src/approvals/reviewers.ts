@@ -29,7 +29,8 @@ export interface ReviewerRules {
   ownerPerson: (owner: string) => Promise<Person>;
 }
 
-const isGroup = (entry: string): boolean => /^S[A-Z0-9]+$/.test(entry);
+/** A Slack user-group entry (S…) in a reviewers list: any member may decide. */
+export const isGroup = (entry: string): boolean => /^S[A-Z0-9]+$/.test(entry);
 
 async function listed(
   reviewers: readonly string[],

@@ -407,6 +407,14 @@ export class ApprovalStore {
   }
 
   /**
+   * What the approvers set holds: each voter's person key and their identifiers as `id:` tokens (see
+   * voterTokens), to tell whether a reviewer entry was used by someone who voted.
+   */
+  async approverTokens(id: string): Promise<Set<string>> {
+    return new Set(await guarded(() => this.redis.smembers(this.approvers(id))));
+  }
+
+  /**
    * A task claims the approval's result (single use across tasks, see OWN_RESULT_SCRIPT): the id of the task
    * that owns it, or undefined when the approval is gone.
    */

@@ -68,6 +68,24 @@ describe('recheckApproved: a tightening reload applies to an approved call that 
     expect(check.ok ? '' : check.detail.message).toContain(`approval ${record.id}) was not run`);
   });
 
+  it('knowing who voted, removing a reviewer who did not vote leaves the approval standing', () => {
+    // bob voted (his person key and identifier tokens are in the approvers set); alice did not.
+    const voters = new Set(['name:bob', 'id:bob']);
+    expect(reason(recheckApproved(record, grant, gated({ reviewers: ['bob'] }), voters))).toBe('ok');
+    expect(reason(recheckApproved(record, grant, gated({ reviewers: ['alice'] }), voters))).toBe(
+      'reviewers_changed',
+    );
+    // A user group removed: who among the voters came through it cannot be told here, so it refuses.
+    const withGroup = { ...record, reviewers: ['alice', 'bob', 'S0ONCALL'] };
+    expect(reason(recheckApproved(withGroup, grant, gated({ reviewers: ['alice', 'bob'] }), voters))).toBe(
+      'reviewers_changed',
+    );
+    // An approvers set from before voters left identifier tokens: any removal refuses.
+    expect(reason(recheckApproved(record, grant, gated({ reviewers: ['bob'] }), new Set(['name:bob'])))).toBe(
+      'reviewers_changed',
+    );
+  });
+
   it('self-approval withdrawn: refused', () => {
     const check = recheckApproved({ ...record, allowSelfApproval: true }, grant, gated());
     expect(reason(check)).toBe('reviewers_changed');

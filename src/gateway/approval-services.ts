@@ -12,6 +12,7 @@ import { ApprovalJobs } from '../approvals/jobs.js';
 import { Parking } from '../approvals/parking.js';
 import { PeopleDirectory, PersonResolver } from '../approvals/people.js';
 import { formatDuration } from '../approvals/record.js';
+import type { ApprovalRecord } from '../approvals/record.js';
 import { ApprovalStore } from '../approvals/store.js';
 import type { InflightCalls } from './inflight.js';
 import type { AuditEvent } from '../audit/event.js';
@@ -36,6 +37,8 @@ export interface ApprovalServicesOptions {
   slack: SlackApi | undefined;
   /** Calls in flight (shutdown waits for them): approved executions count from their claim to their end. */
   inflight: InflightCalls;
+  /** The reviewers the policy in force lists for an approval's call (see DeskOptions.reviewersInForce). */
+  reviewersInForce?: (record: ApprovalRecord) => readonly string[] | undefined;
 }
 
 /** The Slack Web API client for the configured workspace; its package is only loaded when Slack is configured. */
@@ -113,6 +116,7 @@ export function createApprovalServices(options: ApprovalServicesOptions): Approv
         },
     // Slack (users.info) is where a Slack user's email comes from; without Slack only the directory tells.
     people: new PersonResolver(directory, slack),
+    ...(options.reviewersInForce ? { reviewersInForce: options.reviewersInForce } : {}),
     // A task's approved call runs in the background, in whichever process takes the job.
     onApproved: async (record) => {
       // If Redis refuses the job now, the recovery sweep queues it again from the awaiting index.

@@ -63,7 +63,9 @@ function refused(detail: RefusalDetail): Execution {
 
 export async function executeApproved(run: ApprovedRun): Promise<Execution> {
   const { services, record } = run;
-  const recheck = inForce(run);
+  // Who voted (to tell whether a reviewer a reload removed took part); unreadable → any removal refuses.
+  const voters = await services.approvals.store.approverTokens(record.id).catch(() => undefined);
+  const recheck = inForce(run, voters);
   if (!recheck.ok) return refuseChanged(run, recheck.detail);
   let upstream: ApprovedUpstream;
   try {
@@ -84,7 +86,7 @@ export async function executeApproved(run: ApprovedRun): Promise<Execution> {
     return refused(reservation);
   }
   // A reload during the wait for a rate window applies too: checked again just before the call goes.
-  const still = inForce(run);
+  const still = inForce(run, voters);
   if (!still.ok) {
     await services.limits.release(reservation).catch(() => undefined);
     return refuseChanged(run, still.detail);
@@ -123,12 +125,13 @@ export async function executeApproved(run: ApprovedRun): Promise<Execution> {
 }
 
 /** The grant and the policy in force now, for this approved call (see approval-recheck.ts). */
-function inForce(run: ApprovedRun): Recheck {
+function inForce(run: ApprovedRun, voters: ReadonlySet<string> | undefined): Recheck {
   const { services, record } = run;
   return recheckApproved(
     record,
     services.config.grants.find((g) => g.id === record.grant),
     services.policies.resolve(record.server, record.grant),
+    voters,
   );
 }
 

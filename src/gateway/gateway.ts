@@ -3,6 +3,7 @@ import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Redis } from 'ioredis';
 import { closeApprovals, createApprovalServices, loadSlackApi } from './approval-services.js';
+import { reviewersInForce } from './approval-recheck.js';
 import { startApprovalBackground } from './approval-background.js';
 import { approvalsApi } from '../http/approvals-api.js';
 import { createHash } from 'node:crypto';
@@ -83,6 +84,16 @@ export async function createServices(
     audit: (event) => (ref.services ? writeAudit(ref.services, event) : Promise.resolve()),
     slack: await loadSlackApi(config, logger, now),
     inflight,
+    // Read when someone decides: the grants and policies in force then (a reload swaps them).
+    reviewersInForce: (record) => {
+      const live = ref.services;
+      if (!live) return undefined;
+      return reviewersInForce(
+        record,
+        live.config.grants.find((g) => g.id === record.grant),
+        live.policies.resolve(record.server, record.grant),
+      );
+    },
   });
   const services: GatewayServices = {
     config,
