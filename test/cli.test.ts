@@ -131,7 +131,8 @@ describe('countersign audit', () => {
       .split('\n')
       .map((line) => JSON.parse(line) as Record<string, unknown>);
     expect(events.map((e) => [e.type, e.tool, e.decision])).toEqual([
-      ['policy', '', 'allow'],
+      ['policy', '', 'allow'], // the policies in force at start
+      ['policy', '', 'allow'], // the grants in force at start
       ['decision', 'DescribeCluster', 'allow'],
       ['result', 'DescribeCluster', 'allow'],
       ['decision', 'DeleteCluster', 'deny'],
@@ -157,7 +158,7 @@ describe('countersign audit', () => {
   it('verify passes an intact trail and exits 1 naming the first hand-edited event', async () => {
     const ok = await runCli(['audit', 'verify', '--config', configFile]);
     expect(ok.code).toBe(0);
-    expect(ok.stdout).toContain('4 events');
+    expect(ok.stdout).toContain('5 events');
 
     // Someone with Redis access rewrites the stream, turning the denial into an allow.
     const redis = await connectTestRedis();
@@ -171,7 +172,7 @@ describe('countersign audit', () => {
     redis.disconnect();
     const broken = await runCli(['audit', 'verify', '--config', configFile]);
     expect(broken.code).toBe(1);
-    expect(broken.stdout).toContain(`entry 3 (stream id ${entries[3]?.[0]})`);
+    expect(broken.stdout).toContain(`entry 4 (stream id ${entries[4]?.[0]})`);
     expect(broken.stdout).toContain('edited');
   });
 });
