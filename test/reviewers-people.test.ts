@@ -245,6 +245,12 @@ describe('reviewers are people, not identifiers', () => {
     expect(twice.status).toBe(409);
     expect(twice.json.code).toBe('already_voted');
     expect(await record(id)).toMatchObject({ status: 'pending', votes: 1 });
+    // The second vote is audited: it is how one person would try to reach a quorum alone.
+    expect((await refusals(id)).map((e) => e.message)).toEqual([
+      expect.stringMatching(
+        /^bob tried to approve: you have already approved this \(1 of 2 approvals\): this person/,
+      ),
+    ]);
     // Someone else completes the quorum.
     expect((await approveViaApi(id, 'erin@example.com')).json).toMatchObject({
       status: 'approved',

@@ -120,13 +120,17 @@ export class ApprovalDesk {
           message: alreadyDecidedText(result.status, result.name || result.by, result.at),
           record,
         };
-      case 'already_voted':
-        return {
-          ok: false,
-          code: 'already_voted',
-          message: `you have already approved this (${result.votes} of ${record.quorum} approvals)`,
+      case 'already_voted': {
+        // Audited: a second vote under another identifier is how one person would try to reach a quorum alone.
+        const message = `you have already approved this (${result.votes} of ${record.quorum} approvals)`;
+        await this.refused(
           record,
-        };
+          verdict,
+          reviewerLabel(who, who.person),
+          `${message}: this person, or someone sharing an identifier or Slack handle with them, voted already`,
+        );
+        return { ok: false, code: 'already_voted', message, record };
+      }
       case 'not_due':
         return { ok: false, code: 'already_decided', message: 'nothing changed', record };
       case 'expired_now': {
