@@ -1,5 +1,5 @@
 import type { AuditEvent } from '../audit/event.js';
-import { redactArguments } from '../audit/args.js';
+import { auditedArguments } from '../audit/args.js';
 import { newUlid } from '../ids/ulid.js';
 import type { ApprovalRecord } from './record.js';
 
@@ -28,7 +28,8 @@ export function callEventFields(
     server: record.server,
     tool: record.tool,
     argsSha256: record.argsSha256,
-    ...(keepArguments ? { args: record.args } : { argsRedacted: redactArguments(record.args) }),
+    // Bounded: the whole arguments stay in the approval record only (argsSha256 identifies them).
+    ...auditedArguments(record.args, keepArguments),
     approvalId: record.id,
   };
 }

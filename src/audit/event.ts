@@ -16,7 +16,9 @@ export const auditCounterSchema = z.object({
  * Arguments: `argsSha256` is always present (hex SHA-256 of their RFC 8785 canonical JSON, the same hash
  * approvals bind to). The arguments themselves (`args`) are kept only when the operator opted in; otherwise
  * `argsRedacted` keeps their shape (keys, array lengths, booleans, nulls) with every string and number
- * replaced by "[redacted]" — enough to see what kind of call it was, never a value.
+ * replaced by "[redacted]" — enough to see what kind of call it was, never a value. Either one weighs at most
+ * MAX_AUDIT_ARGUMENTS_BYTES (8 KiB of JSON); beyond that it is `{ truncated: true, bytes, preview }` (see
+ * audit/args.ts), and names and texts are cut too (audit/event-bounds.ts), so no event outgrows a fixed size.
  *
  * Unknown keys are accepted (not stripped) so a trail written by a newer version still verifies.
  */

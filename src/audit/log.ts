@@ -4,6 +4,7 @@ import type { Redis } from 'ioredis';
 import { LuaScript } from '../redis/script.js';
 import { GENESIS, canonicalEvent, linkHash, wellFormed } from './chain.js';
 import { AuditError, auditUnavailable } from './errors.js';
+import { boundedEvent } from './event-bounds.js';
 import { auditEventSchema } from './event.js';
 import type { AuditEvent } from './event.js';
 import { APPEND_HEAD_MOVED, APPEND_OK, APPEND_SCRIPT, appendFailureMessage } from './scripts.js';
@@ -110,7 +111,8 @@ export class AuditLog {
     }
     let json: string;
     try {
-      json = encodeEvent(event);
+      // Nothing an agent controls decides an event's size (see event-bounds.ts).
+      json = encodeEvent(boundedEvent(event));
     } catch (error) {
       return Promise.reject(
         new AuditError(

@@ -2,6 +2,7 @@ import { appendFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/prom
 import path from 'node:path';
 import { AuditError } from './errors.js';
 import type { AuditEvent } from './event.js';
+import { boundedEvent } from './event-bounds.js';
 import type { AuditLog } from './log.js';
 
 export interface SpoolLogger {
@@ -43,7 +44,9 @@ export class AuditSpool {
   }
 
   /** Appends an event to the trail, or spools it when Redis cannot be reached. Other failures reject. */
-  async write(event: AuditEvent): Promise<void> {
+  async write(unbounded: AuditEvent): Promise<void> {
+    // Bounded before it is spooled too: a local file must not fill up while Redis is away.
+    const event = boundedEvent(unbounded);
     if (this.pending === 0) {
       try {
         await this.log.append(event);

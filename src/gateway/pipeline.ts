@@ -14,7 +14,7 @@ import type {
   Tool,
 } from '@modelcontextprotocol/sdk/types.js';
 import { newUlid } from '../ids/ulid.js';
-import { hashArguments, redactArguments } from '../audit/args.js';
+import { auditedArguments, hashArguments } from '../audit/args.js';
 import type { AuditEvent, AuditOutcome } from '../audit/event.js';
 import { LimitStoreUnavailableError } from '../limits/counters.js';
 import type { CounterUse, Reservation } from '../limits/counters.js';
@@ -106,7 +106,7 @@ export async function handleToolCall(
     server: parsedName?.server ?? '',
     tool: parsedName?.tool ?? call.params.name,
     argsSha256,
-    ...(config.raw.audit.keep_arguments ? { args } : { argsRedacted: redactArguments(args) }),
+    ...auditedArguments(args, config.raw.audit.keep_arguments),
   };
 
   const refuse = async (detail: RefusalDetail, counters: CounterUse[] = []): Promise<CallToolResult> => {

@@ -8,6 +8,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import type { Redis } from 'ioredis';
+import { MAX_AUDIT_ARGUMENTS_BYTES, REDACTED, hashArguments } from '../../src/audit/args.js';
+import { MAX_EVENT_BYTES, MAX_EVENT_NAME_CHARS, MAX_EVENT_TEXT_CHARS } from '../../src/audit/event-bounds.js';
+import type { AuditEvent } from '../../src/audit/event.js';
 import { AuditLog } from '../../src/audit/log.js';
 import { DECISION_META_KEY } from '../../src/gateway/answers.js';
 import { connectClient, startTestGateway, toyServer } from '../support/gateway.js';
@@ -297,5 +302,108 @@ describe('hostile tool-call arguments', () => {
     const names = (await client.listTools()).tools.map((t) => t.name);
     await client.close();
     expect(names).toEqual(expect.arrayContaining(['toy__DescribeCluster', 'echo__echo_args']));
+  });
+});
+
+/** Bytes Redis holds, as INFO memory reports them. */
+async function usedMemory(redis: Redis): Promise<number> {
+  const info = await redis.info('memory');
+  const match = /^used_memory:(\d+)/m.exec(info);
+  if (!match) throw new Error('INFO memory has no used_memory');
+  return Number(match[1]);
+}
+
+const HUGE_CALLS = 200;
+const HUGE_ARGUMENT_BYTES = 200 * 1024;
+/** (a) ~200 KB of one-character strings in an array: 51,200 elements, each "[redacted]" when redacted. */
+const manySmallStrings = { items: Array.from({ length: HUGE_ARGUMENT_BYTES / 4 }, () => 'a') };
+/** (b) one 200 KB string. */
+const oneBigString = { blob: 'b'.repeat(HUGE_ARGUMENT_BYTES) };
+
+describe.each([
+  { keepArguments: false, field: 'argsRedacted' as const },
+  { keepArguments: true, field: 'args' as const },
+])('audit events of huge arguments (keep_arguments: $keepArguments)', ({ keepArguments, field }) => {
+  let gateway: TestGateway;
+  let client: Client;
+  let redis: Redis;
+
+  beforeAll(async () => {
+    gateway = await startTestGateway({
+      policies: { 'p.json': POLICY },
+      config: {
+        servers: { toy: toyServer('p.json') },
+        max_argument_bytes: MAX_ARGUMENT_BYTES,
+        http: { max_body_bytes: 4 * 1024 * 1024 },
+        audit: { keep_arguments: keepArguments },
+      },
+    });
+    client = await connectClient(`${gateway.url}/mcp/toy`);
+    redis = await connectTestRedis();
+  }, 60_000);
+
+  afterAll(async () => {
+    await client?.close().catch(() => undefined);
+    redis?.disconnect();
+    await gateway?.stop();
+  });
+
+  async function trail(): Promise<AuditEvent[]> {
+    return new AuditLog({ redis, prefix: gateway.prefix }).query({ limit: 1_000_000 });
+  }
+
+  it(`keeps ${HUGE_CALLS} refused calls with 200 KB arguments to a few MB of Redis, every event bounded`, async () => {
+    expect(Buffer.byteLength(JSON.stringify(manySmallStrings))).toBeGreaterThan(HUGE_ARGUMENT_BYTES);
+    const before = await usedMemory(redis);
+    for (let i = 0; i < HUGE_CALLS; i++) {
+      const args = i % 2 === 0 ? manySmallStrings : oneBigString;
+      const result = await client.callTool({ name: 'DescribeCluster', arguments: args });
+      expect(result.isError).toBe(true);
+    }
+    const grown = (await usedMemory(redis)) - before;
+    // Without a bound: ~650 KB per redacted event of (a), ~200 KB per kept event — over 60 MB in all.
+    expect(grown).toBeLessThan(8 * 1024 * 1024);
+
+    const refused = (await trail()).filter((event) => event.reason === 'arguments_too_large');
+    expect(refused).toHaveLength(HUGE_CALLS);
+    for (const event of refused) {
+      expect(Buffer.byteLength(JSON.stringify(event))).toBeLessThan(MAX_EVENT_BYTES);
+      const part = event[field] as { truncated: boolean; bytes: number; preview: string };
+      expect(Buffer.byteLength(JSON.stringify(part))).toBeLessThanOrEqual(MAX_AUDIT_ARGUMENTS_BYTES);
+      const args = event.argsSha256 === hashArguments(manySmallStrings) ? manySmallStrings : oneBigString;
+      expect(event.argsSha256).toBe(hashArguments(args));
+      if (!keepArguments && args === oneBigString) {
+        // One big string redacts to a small shape: kept whole, as before.
+        expect(part).toEqual({ blob: REDACTED });
+        continue;
+      }
+      // The hash still names the exact arguments, and `bytes` says how big they were.
+      expect(part).toMatchObject({ truncated: true, preview: expect.any(String) });
+      expect(part.bytes).toBe(Buffer.byteLength(JSON.stringify(args)));
+      if (!keepArguments) expect(part.preview).not.toMatch(/"a"|bbb/);
+    }
+    expect((await new AuditLog({ redis, prefix: gateway.prefix }).verify()).ok).toBe(true);
+  }, 120_000);
+
+  it('bounds a hostile tool name and the message quoting it', async () => {
+    const name = `${'n'.repeat(100_000)}-${keepArguments}`;
+    await expect(client.callTool({ name, arguments: {} })).rejects.toThrow(/Unknown tool/);
+    const [event] = (await trail()).filter((e) => e.tool.startsWith('nnnn'));
+    expect(event).toBeDefined();
+    expect(event?.tool.length).toBeLessThanOrEqual(MAX_EVENT_NAME_CHARS);
+    expect(event?.message?.length).toBeLessThanOrEqual(MAX_EVENT_TEXT_CHARS);
+    expect(Buffer.byteLength(JSON.stringify(event))).toBeLessThan(8 * 1024);
+  });
+
+  it('writes a small call exactly as before (the same redacted shape, or the arguments themselves)', async () => {
+    const args = { id: 'c-1', nested: { list: ['x', 2, true, null] } };
+    const result = await client.callTool({ name: 'DescribeCluster', arguments: args });
+    expect(result.isError).toBeFalsy();
+    const [decision] = (await trail()).filter(
+      (event) => event.type === 'decision' && event.argsSha256 === hashArguments(args),
+    );
+    expect(decision?.[field]).toEqual(
+      keepArguments ? args : { id: REDACTED, nested: { list: [REDACTED, REDACTED, true, null] } },
+    );
   });
 });
