@@ -1,5 +1,6 @@
 import { loadConfig } from '../config/load.js';
 import { startGateway } from '../gateway/gateway.js';
+import type { RunningGateway } from '../gateway/gateway.js';
 import type { Logger } from '../log/logger.js';
 import { ensureAdminToken, resolveRedis } from './runtime.js';
 
@@ -7,8 +8,21 @@ import { ensureAdminToken, resolveRedis } from './runtime.js';
 export async function serve(configFile: string, logger: Logger): Promise<void> {
   const config = await loadConfig(configFile);
   const redis = await resolveRedis(config, logger);
-  await ensureAdminToken(config, logger);
-  const gateway = await startGateway({ config, redisUrl: redis.url, logger });
+  // A private Redis this start launched goes down with it (its append-only file keeps the data); one reused
+  // from an earlier start is left as it was found.
+  const stopOwnRedis = async (): Promise<void> => {
+    if (redis.embedded && !redis.embedded.reused) await redis.embedded.stop();
+  };
+  let gateway: RunningGateway;
+  try {
+    await ensureAdminToken(config, logger);
+    gateway = await startGateway({ config, redisUrl: redis.url, logger });
+  } catch (error) {
+    // A start that fails (invalid policy, port in use) must not leave its redis-server running.
+    await stopOwnRedis();
+    exitSoon();
+    throw error;
+  }
   const servers = config.servers.map((s) => s.name);
   logger.info(
     {
@@ -50,16 +64,20 @@ export async function serve(configFile: string, logger: Logger): Promise<void> {
         { signal, grace_ms: config.raw.shutdown_grace_ms },
         'shutting down: draining calls in flight',
       );
-      void gateway
-        .close()
-        .then(async () => {
-          // A private Redis this process started goes down with it (its append-only file keeps the data).
-          if (redis.embedded && !redis.embedded.reused) await redis.embedded.stop();
-        })
-        .finally(resolve);
+      void gateway.close().then(stopOwnRedis).finally(resolve);
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
   logger.flush();
+  exitSoon();
+}
+
+/**
+ * The process is done: if anything still holds the event loop (a BullMQ or ioredis close abandoned because
+ * Redis was unreachable keeps reconnecting), exit anyway after a moment. The timer is unref'd, so a clean
+ * shutdown exits on its own first; process.exitCode (set by the CLI on an error) is kept.
+ */
+function exitSoon(): void {
+  setTimeout(() => process.exit(), 1000).unref();
 }

@@ -6,6 +6,7 @@ import { closeApprovals } from '../gateway/approval-services.js';
 import { createServices } from '../gateway/gateway.js';
 import { reloadGateway } from '../gateway/reload.js';
 import { HeldTransport } from '../gateway/held-transport.js';
+import { ShutdownClock } from '../gateway/shutdown-clock.js';
 import { GatewaySession } from '../gateway/session.js';
 import type { Logger } from '../log/logger.js';
 import { resolveRedis } from './runtime.js';
@@ -42,7 +43,8 @@ export async function stdio(configFile: string, grantId: string | undefined, log
       await services.approvals.parking.releaseHolders();
       await services.inflight.settled(config.raw.shutdown_grace_ms);
       await session.close();
-      await closeApprovals(services.approvals);
+      // Bounded: with Redis unreachable, BullMQ's closes would never end.
+      await closeApprovals(services.approvals, new ShutdownClock(3000, logger));
       await services.auditSpool.close();
       await services.audit.close();
       client.disconnect();

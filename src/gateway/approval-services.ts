@@ -22,6 +22,7 @@ import type { Logger } from '../log/logger.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
 import type { SlackApi } from '../slack/web.js';
 import type { ApprovalServices } from './services.js';
+import type { ShutdownClock } from './shutdown-clock.js';
 
 export interface ApprovalServicesOptions {
   config: GatewayConfig;
@@ -139,10 +140,13 @@ export function createApprovalServices(options: ApprovalServicesOptions): Approv
   return { store, events, jobs, desk, parking, processId, executions, ...(slack ? { slack } : {}) };
 }
 
-/** Stops the approval machinery of a process: parked calls stay in Redis for any other process. */
-export async function closeApprovals(approvals: ApprovalServices): Promise<void> {
-  await approvals.background?.close();
+/**
+ * Stops the approval machinery of a process: parked calls stay in Redis for any other process. Each part is
+ * bounded by the shutdown clock (BullMQ and ioredis closes wait on Redis forever when it is unreachable).
+ */
+export async function closeApprovals(approvals: ApprovalServices, clock: ShutdownClock): Promise<void> {
+  await clock.step('close approval background work', async () => approvals.background?.close(), 1500);
   approvals.parking.close();
-  await approvals.jobs.close();
-  await approvals.events.close();
+  await clock.step('close approval jobs', () => approvals.jobs.close(), 1000);
+  await clock.step('close approval events', () => approvals.events.close(), 500);
 }

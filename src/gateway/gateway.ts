@@ -26,7 +26,13 @@ import { PolicyBook } from './policy-book.js';
 import { recordInForce, reloadGateway } from './reload.js';
 import type { ReloadSummary } from './reload.js';
 import { TaskStore } from '../tasks/store.js';
+import { ShutdownClock } from './shutdown-clock.js';
 import type { GatewayServices } from './services.js';
+
+/** The most any one shutdown step may wait (a step waiting longer is waiting on an unreachable Redis). */
+const STEP_CAP_MS = 1000;
+/** What closing everything after the grace period may take in all. */
+const CLOSE_BUDGET_MS = 3000;
 
 export interface GatewayOptions {
   config: GatewayConfig;
@@ -191,29 +197,49 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
+      const grace = config.raw.shutdown_grace_ms;
+      // The grace period counts from the signal; every step that may wait on Redis is bounded (shutdown-clock.ts).
+      const graceClock = new ShutdownClock(grace, options.logger);
       mcp.stopAccepting();
       // Requests holding for a person are told "pending" (their approvals stay parked in Redis).
-      if ((await services.approvals.parking.releaseHolders()) > 0) {
-        // Let those answers reach the wire before the sessions close.
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
+      let released = 0;
+      await graceClock.step(
+        'answer held requests',
+        async () => {
+          released = await services.approvals.parking.releaseHolders();
+        },
+        STEP_CAP_MS,
+      );
+      // Let those answers reach the wire before the sessions close.
+      if (released > 0) await new Promise((resolve) => setTimeout(resolve, 100));
       // No new approved calls start here; those running finish within the grace period.
-      await services.approvals.executions.pause();
-      const grace = config.raw.shutdown_grace_ms;
-      if (!(await services.inflight.settled(grace)))
+      await graceClock.step(
+        'pause approved-call worker',
+        () => services.approvals.executions.pause(),
+        STEP_CAP_MS,
+      );
+      if (!(await services.inflight.settled(graceClock.remaining)))
         options.logger.warn(
           { inflight: services.inflight.size },
           'grace period over; closing with calls in flight',
         );
-      await mcp.close();
-      await slackReceiver?.stop();
-      await closeApprovals(services.approvals);
-      await new Promise<void>((resolve) => {
-        http.close(() => resolve());
-        http.closeAllConnections();
-      });
-      await services.auditSpool.close();
-      await services.audit.close();
+      // What follows gets a fixed budget of its own: with Redis gone, it ends anyway.
+      const closeClock = new ShutdownClock(CLOSE_BUDGET_MS, options.logger);
+      await closeClock.step('close MCP sessions', () => mcp.close(), STEP_CAP_MS);
+      await closeClock.step('stop Slack receiver', async () => slackReceiver?.stop(), STEP_CAP_MS);
+      await closeApprovals(services.approvals, closeClock);
+      await closeClock.step(
+        'close HTTP server',
+        () =>
+          new Promise<void>((resolve) => {
+            http.close(() => resolve());
+            http.closeAllConnections();
+          }),
+        STEP_CAP_MS,
+      );
+      // Events that cannot reach Redis now stay in the spool file under data_dir for the next start.
+      await closeClock.step('drain audit spool', () => services.auditSpool.close(), STEP_CAP_MS);
+      await closeClock.step('close audit log', () => services.audit.close(), STEP_CAP_MS);
       redis.disconnect();
     })();
     return closing;
